@@ -1,0 +1,35 @@
+"""Run untrusted programs in throw-away sandboxes and stream what they do.
+
+The package knows nothing about HTTP or databases: callers hand it a ``RunRequest`` and get
+a ``Run`` back.
+"""
+
+from sandbox.backend import Backend
+from sandbox.errors import (
+    BackendUnavailable,
+    CodeTooLarge,
+    InvalidTimeout,
+    SandboxError,
+    UnknownLanguage,
+)
+from sandbox.languages import LANGUAGES, Language, get_language
+from sandbox.run import SIGNALS, Limits, Output, Result, Run, RunRequest, Status
+
+__all__ = [
+    "LANGUAGES",
+    "SIGNALS",
+    "Backend",
+    "BackendUnavailable",
+    "CodeTooLarge",
+    "InvalidTimeout",
+    "Language",
+    "Limits",
+    "Output",
+    "Result",
+    "Run",
+    "RunRequest",
+    "SandboxError",
+    "Status",
+    "UnknownLanguage",
+    "get_language",
+]

@@ -1,0 +1,264 @@
+"""The Docker backend: one fresh, locked-down container per run, driven through aiodocker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal as signals
+import socket
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.containers import DockerContainer
+from aiodocker.stream import Stream
+
+from sandbox.backend import Backend, header
+from sandbox.errors import BackendUnavailable
+from sandbox.languages import LANGUAGES, Language
+from sandbox.run import Exit, Limits, Output, Process
+
+log = logging.getLogger(__name__)
+
+LABEL = "execstream.managed"
+SERVER_LABEL = "execstream.server"
+FOLDER = "/tmp"
+LAUNCHERS = "/opt/execstream"
+USER = "10001:10001"
+
+# The engine wraps calls that fail for reasons of its own; these are the ones we expect.
+ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+def server_id() -> str:
+    """Who owns a container: this host and process, so a restart can find its orphans."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def container_config(image: str, language: Language, limits: Limits) -> dict[str, Any]:
+    """Everything that isolates one run. Each flag here is part of the security model."""
+    return {
+        "Image": image,
+        "Cmd": [arg.format(launchers=LAUNCHERS, dir=FOLDER) for arg in language.launcher],
+        "User": USER,
+        "WorkingDir": FOLDER,
+        "Env": ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"],
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": True,
+        "StdinOnce": True,  # our end-of-file closes the program's stdin
+        "Tty": False,
+        "NetworkDisabled": True,
+        "Labels": {LABEL: "true", SERVER_LABEL: server_id(), "execstream.language": language.id},
+        "HostConfig": {
+            "NetworkMode": "none",
+            "ReadonlyRootfs": True,
+            "Tmpfs": {FOLDER: f"rw,nosuid,nodev,noexec,size={limits.tmp_bytes},mode=1777"},
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Memory": limits.memory_bytes,
+            "MemorySwap": limits.memory_bytes,  # equal to Memory: no swap on top
+            "NanoCpus": int(limits.cpus * 1e9),
+            "PidsLimit": limits.pids,
+            "Ulimits": [
+                {"Name": "nofile", "Soft": limits.open_files, "Hard": limits.open_files},
+                {"Name": "fsize", "Soft": limits.file_bytes, "Hard": limits.file_bytes},
+                {"Name": "core", "Soft": 0, "Hard": 0},
+            ],
+            "IpcMode": "private",
+            "LogConfig": {"Type": "none"},  # output goes to the client, never to the disk
+        },
+    }
+
+
+def exit_from_code(code: int, oom_killed: bool) -> Exit:
+    """tini, our PID 1, exits with 128+N when the program died of signal N."""
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return Exit(None, signals.Signals(code - 128).name, oom_killed)
+    return Exit(code, None, oom_killed)
+
+
+class DockerProcess:
+    """A started container whose launcher waits for its program on stdin."""
+
+    folder = FOLDER
+
+    def __init__(self, container: DockerContainer, stream: Stream) -> None:
+        self.container = container
+        self._stream = stream
+        self._removed = False
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    async def begin(self, header: bytes) -> None:
+        await self._stream.write_in(header)
+
+    async def read(self) -> Output | None:
+        message = await self._stream.read_out()
+        if message is None:
+            return None
+        return Output("stderr" if message.stream == 2 else "stdout", message.data)
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.write_in(data)
+
+    async def close_stdin(self) -> None:
+        # aiodocker's Stream.close() ends both directions; we only end ours, so output goes on.
+        response = self._stream._resp
+        transport = response.connection.transport if response and response.connection else None
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+
+    async def signal(self, name: str) -> None:
+        try:
+            await self.container.kill(signal=name)
+        except aiodocker.DockerError as exc:
+            if exc.status != 409:  # 409: it is not running any more, which is fine
+                raise
+
+    async def wait(self) -> Exit:
+        await self.container.wait()
+        state = (await self.container.show())["State"]
+        return exit_from_code(state["ExitCode"], state.get("OOMKilled", False))
+
+    async def remove(self) -> None:
+        if self._removed:
+            return
+        self._removed = True
+        with contextlib.suppress(Exception):
+            await self._stream.close()
+        await remove_container(self.container)
+
+
+async def remove_container(container: DockerContainer) -> None:
+    """Remove a container whatever state it is in; gone already is fine."""
+    for attempt in range(3):
+        try:
+            await container.delete(force=True, v=True)
+            return
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return
+            if attempt == 2:
+                log.error("could not remove container %s: %s", container.id[:12], exc)
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, limits: Limits, image: str, docker_url: str | None = None) -> None:
+        super().__init__(limits)
+        self.image = image
+        self._docker_url = docker_url
+        self._docker: aiodocker.Docker | None = None
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        if self._docker is None:
+            raise BackendUnavailable("the Docker backend is not open")
+        return self._docker
+
+    async def open(self) -> None:
+        self._docker = aiodocker.Docker(url=self._docker_url)
+        try:
+            await self.docker.version()
+        except ENGINE_ERRORS as exc:
+            await self.close()
+            raise BackendUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+        try:
+            await self.docker.images.inspect(self.image)
+        except aiodocker.DockerError as exc:
+            await self.close()
+            raise BackendUnavailable(
+                f"executor image {self.image!r} is missing; build it with scripts/ensure-image.sh"
+            ) from exc
+        await self.remove_orphans()
+        self.versions = await self._read_versions()
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await self.docker.version()
+        except (BackendUnavailable, *ENGINE_ERRORS) as exc:
+            return {"backend": self.name, "ok": False, "error": str(exc)}
+        return {"backend": self.name, "ok": True, "image": self.image}
+
+    def header(self, language: Language, code: str, process: Process) -> bytes:
+        return header(language, code, FOLDER, LAUNCHERS)
+
+    async def prepare(self, language: Language) -> DockerProcess:
+        try:
+            container = await self.docker.containers.create(
+                config=container_config(self.image, language, self.limits)
+            )
+        except ENGINE_ERRORS as exc:
+            raise BackendUnavailable(f"cannot create a container: {exc}") from exc
+        try:
+            # Attach before start, so not one byte of output is missed.
+            stream = container.attach(stdin=True, stdout=True, stderr=True)
+            await stream.__aenter__()
+            await container.start()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await remove_container(container)
+            if isinstance(exc, ENGINE_ERRORS):
+                raise BackendUnavailable(f"cannot start a container: {exc}") from exc
+            raise
+        return DockerProcess(container, stream)
+
+    async def remove_orphans(self) -> int:
+        """Remove managed containers whose server process on this host is gone."""
+        host = socket.gethostname()
+        containers = await self.docker.containers.list(
+            all=True, filters={"label": [f"{LABEL}=true"]}
+        )
+        removed = 0
+        for container in containers:
+            owner = container._container.get("Labels", {}).get(SERVER_LABEL, "")
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and _alive(int(pid)):
+                continue
+            await remove_container(container)
+            removed += 1
+        if removed:
+            log.warning("removed %d container(s) left behind by an earlier server", removed)
+        return removed
+
+    async def _read_versions(self) -> dict[str, str]:
+        """The runtime versions recorded in the image at build time."""
+        container = await self.docker.containers.create(
+            config={"Image": self.image, "Labels": {LABEL: "true", SERVER_LABEL: server_id()}}
+        )
+        try:
+            archive = await container.get_archive(f"{LAUNCHERS}/versions.json")
+            member = archive.extractfile("versions.json")
+            versions = json.loads(member.read()) if member else {}
+        except (aiodocker.DockerError, ValueError) as exc:
+            log.warning("could not read runtime versions from the image: %s", exc)
+            versions = {}
+        finally:
+            await remove_container(container)
+        return {lang: str(versions.get(lang, LANGUAGES[lang].version)) for lang in LANGUAGES}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

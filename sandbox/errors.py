@@ -1,0 +1,44 @@
+"""Typed sandbox errors, each with a stable code that the server maps to its protocols."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error the sandbox raises on purpose."""
+
+    code = "sandbox_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownLanguage(SandboxError):
+    code = "unknown_language"
+
+    def __init__(self, language: str, supported: list[str]) -> None:
+        super().__init__(f"unknown language {language!r}; supported: {', '.join(supported)}")
+        self.language = language
+        self.supported = supported
+
+
+class CodeTooLarge(SandboxError):
+    code = "code_too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"code is {size} bytes of UTF-8; the limit is {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class InvalidTimeout(SandboxError):
+    code = "invalid_timeout"
+
+    def __init__(self, timeout: float, limit: float) -> None:
+        super().__init__(f"timeout must be more than 0 and at most {limit:g} s, got {timeout:g}")
+
+
+class BackendUnavailable(SandboxError):
+    """The engine behind the sandbox cannot run programs right now (our side, not the user's)."""
+
+    code = "backend_unavailable"

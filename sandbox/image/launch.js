@@ -1,0 +1,52 @@
+'use strict';
+// Start a JavaScript or TypeScript program inside an already running Node.js.
+//
+// The container starts this launcher before the program is known (a warm container). The
+// server then writes a header to stdin: one line with a byte count, then that many bytes of
+// JSON ({"file", "code", "compile", "run"}). The launcher reads exactly those bytes and no
+// more, so everything after them is the program's own stdin, untouched. It writes the file,
+// runs the compile step if there is one (esbuild for TypeScript), and then runs the result
+// as `node FILE` would, through Node's own entry-point loader.
+const fs = require('fs');
+const childProcess = require('child_process');
+const Module = require('module');
+
+function readExact(count) {
+  const buffer = Buffer.alloc(count);
+  let got = 0;
+  while (got < count) {
+    let n;
+    try {
+      n = fs.readSync(0, buffer, got, count - got, null);
+    } catch (err) {
+      if (err.code === 'EAGAIN') continue;
+      throw err;
+    }
+    if (n === 0) throw new Error('stdin closed before the program arrived');
+    got += n;
+  }
+  return buffer;
+}
+
+function readHeader() {
+  let line = '';
+  while (!line.endsWith('\n')) line += readExact(1).toString('latin1');
+  return JSON.parse(readExact(parseInt(line, 10)).toString('utf8'));
+}
+
+const header = readHeader();
+fs.writeFileSync(header.file, header.code);
+
+if (header.compile) {
+  // The compiler must not see the program's stdin: it belongs to the program.
+  const [cmd, ...args] = header.compile;
+  const step = childProcess.spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (step.error) throw step.error;
+  if (step.status !== 0) process.exit(step.status === null ? 1 : step.status);
+}
+
+// header.run is ["node", ...flags, FILE]: honour the flags Node can take at run time.
+const run = header.run;
+if (run.includes('--enable-source-maps')) process.setSourceMapsEnabled(true);
+process.argv = [process.argv[0], run[run.length - 1]];
+Module.runMain();

@@ -1,0 +1,270 @@
+"""A run in progress: live output, stdin, signals, and its result.
+
+``Run`` holds the policy every backend shares (wall time, the output cap, how a run's
+status is decided, cleanup); a backend only supplies a ``Process``, the seam to one
+sandboxed program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from sandbox.languages import Language
+
+log = logging.getLogger(__name__)
+
+StreamName = Literal["stdout", "stderr"]
+SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
+_KILL_GRACE = 5.0  # seconds to wait for a killed process to be reported gone
+
+
+class Status(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    KILLED = "killed"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run may use. The defaults live in the server's configuration."""
+
+    wall_time: float
+    memory_bytes: int
+    cpus: float
+    pids: int
+    output_bytes: int
+    code_bytes: int
+    tmp_bytes: int
+    open_files: int
+    file_bytes: int
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    language: str
+    code: str
+    stdin: bytes | None = None
+    """The whole input, followed by end-of-file; ``None`` keeps stdin open for ``write_stdin``."""
+    timeout: float | None = None
+    """Wall time in seconds; at most ``Limits.wall_time``, which is also the default."""
+
+
+@dataclass(frozen=True)
+class Output:
+    stream: StreamName
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How the process ended, as the backend saw it."""
+
+    exit_code: int | None
+    signal: str | None
+    oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Status
+    exit_code: int | None
+    signal: str | None
+    execution_time: float
+    output_truncated: bool
+
+
+class Process(Protocol):
+    """One sandboxed program as a backend runs it; every method may be called once it began."""
+
+    async def begin(self, header: bytes) -> None:
+        """Hand the launcher its program. The wall clock starts here."""
+
+    async def read(self) -> Output | None:
+        """The next chunk of output, or None once the program closed its output."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    async def signal(self, name: str) -> None: ...
+
+    async def wait(self) -> Exit: ...
+
+    async def remove(self) -> None:
+        """Stop the program if needed and free everything it held; safe to call twice."""
+
+
+class Run:
+    """A started program. Iterate it for output; ``result()`` gives how it ended."""
+
+    def __init__(
+        self,
+        process: Process,
+        language: Language,
+        version: str,
+        wall_time: float,
+        output_bytes: int,
+        stdin: bytes | None = None,
+        warm: bool = False,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.language = language
+        self.version = version
+        self.warm = warm
+        self._process = process
+        self._wall_time = wall_time
+        self._output_bytes = output_bytes
+        self._events: asyncio.Queue[Output | None] = asyncio.Queue()
+        self._ended = False
+        self._stop_requested = False
+        self._signalled = False
+        self._truncated = False
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._supervise(stdin), name=f"run-{self.id}")
+
+    # Output -------------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Output]:
+        return self
+
+    async def __anext__(self) -> Output:
+        if self._ended:
+            raise StopAsyncIteration
+        item = await self._events.get()
+        if item is None:
+            self._ended = True
+            raise StopAsyncIteration
+        return item
+
+    # Input and control ----------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Write to the program's stdin; a program that already ended ignores it."""
+        if self.done:
+            return
+        try:
+            await self._process.write(data)
+        except Exception:
+            if not self.done:
+                raise
+
+    async def close_stdin(self) -> None:
+        """Send end-of-file; the program's output keeps streaming."""
+        if self.done:
+            return
+        try:
+            await self._process.close_stdin()
+        except Exception:
+            if not self.done:
+                raise
+
+    async def signal(self, name: str) -> None:
+        """Deliver SIGINT, SIGTERM or SIGKILL to the program."""
+        if name not in SIGNALS:
+            raise ValueError(f"unsupported signal {name!r}; use one of {', '.join(SIGNALS)}")
+        if self.done:
+            return
+        self._signalled = True
+        await self._process.signal(name)
+
+    async def kill(self) -> None:
+        """Stop the program now; its status becomes ``killed``."""
+        if self.done:
+            return
+        self._stop_requested = True
+        await self._process.signal("SIGKILL")
+
+    async def result(self) -> Result:
+        return await asyncio.shield(self._task)
+
+    async def close(self) -> Result:
+        """Kill the program if it still runs and wait until its sandbox is gone."""
+        await self.kill()
+        return await self.result()
+
+    # Supervision ----------------------------------------------------------------------------
+
+    async def _supervise(self, stdin: bytes | None) -> Result:
+        stop: Status | None = None
+        exit_: Exit | None = None
+        feeder = asyncio.create_task(self._feed(stdin)) if stdin is not None else None
+        try:
+            try:
+                async with asyncio.timeout(self._wall_time):
+                    stop = await self._pump()
+                    if stop is None:
+                        exit_ = await self._process.wait()
+            except TimeoutError:
+                stop = Status.TIMEOUT
+            elapsed = time.monotonic() - self._started
+            if stop is not None:
+                await self._process.signal("SIGKILL")
+                async with asyncio.timeout(_KILL_GRACE):
+                    exit_ = await self._process.wait()
+            assert exit_ is not None
+            return Result(
+                status=self._status(stop, exit_),
+                exit_code=exit_.exit_code,
+                signal=exit_.signal,
+                execution_time=round(elapsed, 4),
+                output_truncated=self._truncated,
+            )
+        except Exception:
+            log.exception("run %s (%s) failed inside the sandbox", self.id, self.language.id)
+            return Result(
+                status=Status.INTERNAL_ERROR,
+                exit_code=None,
+                signal=None,
+                execution_time=round(time.monotonic() - self._started, 4),
+                output_truncated=self._truncated,
+            )
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+            self._events.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._process.remove())
+
+    async def _feed(self, stdin: bytes) -> None:
+        """Give the program its whole input up front, then end-of-file."""
+        with contextlib.suppress(Exception):  # the program may end without reading it all
+            await self._process.write(stdin)
+            await self._process.close_stdin()
+
+    async def _pump(self) -> Status | None:
+        """Forward output until the program closes it, or stop at the cap."""
+        budget = self._output_bytes
+        while (out := await self._process.read()) is not None:
+            if len(out.data) > budget:
+                if budget:
+                    self._events.put_nowait(Output(out.stream, out.data[:budget]))
+                self._truncated = True
+                return Status.OUTPUT_LIMIT
+            budget -= len(out.data)
+            self._events.put_nowait(out)
+        return None
+
+    def _status(self, stop: Status | None, exit_: Exit) -> Status:
+        if stop is not None:
+            return stop
+        if exit_.oom_killed:
+            return Status.MEMORY_LIMIT
+        if self._stop_requested or (self._signalled and exit_.signal is not None):
+            return Status.KILLED
+        return Status.SUCCESS if exit_.exit_code == 0 else Status.ERROR

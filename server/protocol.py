@@ -1,0 +1,96 @@
+"""The WebSocket protocol's messages, as typed models. ``docs/protocol.md`` describes the same."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from sandbox import Status
+
+SignalName = Literal["SIGINT", "SIGTERM", "SIGKILL"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Client to server ------------------------------------------------------------------------
+
+
+class RunMessage(_Message):
+    type: Literal["run"]
+    language: str
+    code: str
+    stdin: str | None = None
+    """Given up front: the whole input, followed by end-of-file. Omit it to type into stdin."""
+    timeout: float | None = Field(default=None, gt=0)
+    project_id: int | None = None
+    save_history: bool = True
+
+
+class StdinMessage(_Message):
+    type: Literal["stdin"]
+    data: str
+
+
+class EofMessage(_Message):
+    type: Literal["eof"]
+
+
+class SignalMessage(_Message):
+    type: Literal["signal"]
+    signal: SignalName
+
+
+ClientMessage = Annotated[
+    RunMessage | StdinMessage | EofMessage | SignalMessage, Field(discriminator="type")
+]
+CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+CLIENT_TYPES = ("run", "stdin", "eof", "signal")
+
+
+# Server to client ------------------------------------------------------------------------
+
+
+class Started(_Message):
+    type: Literal["started"] = "started"
+    run_id: str
+    language: str
+    version: str
+
+
+class OutputMessage(_Message):
+    type: Literal["output"] = "output"
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+class LimitMessage(_Message):
+    type: Literal["limit"] = "limit"
+    limit: Literal["output"]
+    message: str
+
+
+class ExitMessage(_Message):
+    type: Literal["exit"] = "exit"
+    run_id: str
+    status: Status
+    exit_code: int | None
+    signal: str | None
+    execution_time: float
+    output_truncated: bool
+    execution_id: int | None = None
+
+
+class ErrorMessage(_Message):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+ServerMessage = Annotated[
+    Started | OutputMessage | LimitMessage | ExitMessage | ErrorMessage,
+    Field(discriminator="type"),
+]
+SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
