@@ -81,9 +81,11 @@ class Backend(abc.ABC):
     async def prepare(self, language: Language) -> Process:
         """Create and start a sandbox whose launcher waits for a program."""
 
+    @abc.abstractmethod
     async def open(self) -> None:
         """Connect and check what the backend needs; raises ``BackendUnavailable``."""
 
+    @abc.abstractmethod
     async def close(self) -> None:
         """Release everything the backend holds."""
 

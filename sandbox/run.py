@@ -146,7 +146,17 @@ class Run:
         if item is None:
             self._ended = True
             raise StopAsyncIteration
-        return item
+        return self._coalesce(item)
+
+    def _coalesce(self, item: Output) -> Output:
+        """Join chunks of the same stream that are already waiting: fewer, larger messages."""
+        parts = [item.data]
+        while not self._events.empty():
+            following = self._events._queue[0]  # type: ignore[attr-defined]
+            if following is None or following.stream != item.stream:
+                break
+            parts.append(self._events.get_nowait().data)  # type: ignore[union-attr]
+        return item if len(parts) == 1 else Output(item.stream, b"".join(parts))
 
     # Input and control ----------------------------------------------------------------------
 

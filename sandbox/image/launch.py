@@ -37,7 +37,8 @@ def _report(exc: BaseException) -> None:
     tb = exc.__traceback__
     if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    sys.excepthook(type(exc), exc, tb)
+    # The hook prints the traceback the exception carries, so trim that one itself.
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
 
 
 def main() -> None:
@@ -62,7 +63,7 @@ def main() -> None:
         # Like the interpreter: die by SIGINT so the parent sees the signal, not a code.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
-    except BaseException as exc:  # noqa: BLE001 - every uncaught error ends the program
+    except BaseException as exc:
         _report(exc)
         sys.exit(1)
 

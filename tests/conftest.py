@@ -1,0 +1,43 @@
+"""Shared fixtures: the real Docker engine, and a check that no container outlives the suite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiodocker
+import pytest
+
+from sandbox.docker import LABEL, DockerBackend
+from server.config import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+async def backend(settings: Settings) -> AsyncIterator[DockerBackend]:
+    backend = DockerBackend(settings.limits, settings.image)
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+async def managed_containers() -> list[str]:
+    async with aiodocker.Docker() as docker:
+        containers = await docker.containers.list(all=True, filters={"label": [f"{LABEL}=true"]})
+        return [c.id for c in containers]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if any container we created is still there once it is over."""
+    try:
+        left = asyncio.run(managed_containers())
+    except Exception as exc:  # no engine: the docker tests have failed loudly already
+        print(f"\ncould not list containers after the suite: {exc}")
+        return
+    if left:
+        print(f"\nFAILED: {len(left)} container(s) labelled {LABEL}=true remain: {left}")
+        session.exitstatus = 1
