@@ -1,4 +1,4 @@
-"""All settings in one place: defaults here, overridden by ``EXECSTREAM_*`` environment variables."""
+"""All settings in one place: defaults here, overridden by `EXECSTREAM_*` environment variables."""
 
 from __future__ import annotations
 

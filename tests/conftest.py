@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiodocker
 import pytest
 
 from sandbox.docker import LABEL, DockerBackend
 from server.config import Settings
+from tests.server import ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print(f"\nFAILED: {len(left)} container(s) labelled {LABEL}=true remain: {left}")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server for the whole session (uvicorn in a subprocess, real engine, SQLite)."""
+    process = ServerProcess(tmp_path_factory.mktemp("server")).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def user(server: ServerProcess) -> tuple[str, str]:
+    """A fresh account on the shared server: (username, token)."""
+    return server.new_user()

@@ -1,0 +1,77 @@
+"""Accounts: register, sign in for a token, and who am I."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server import auth
+from server.errors import ApiError
+from server.http import json_body, validate
+from server.services import services
+from storage import UsernameTaken
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=3, max_length=32, pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=8, max_length=128)
+
+
+class TokenForm(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+async def create_account(state: Any, username: str, password: str) -> Any:
+    """Create a user; raises ``ApiError(409)`` when the name is taken. Shared with the CLI."""
+    try:
+        return await state.db.create_user(username, auth.hash_password(password))
+    except UsernameTaken:
+        raise ApiError(409, "username_taken", f"username {username!r} is taken") from None
+
+
+async def register(request: Request) -> Response:
+    state = services(request)
+    if not state.settings.allow_registration:
+        raise ApiError(403, "registration_closed", "registration is switched off on this server")
+    body = await json_body(request, Credentials)
+    user = await create_account(state, body.username, body.password)
+    return JSONResponse(user_json(user), status_code=201)
+
+
+async def token(request: Request) -> Response:
+    state = services(request)
+    async with request.form() as form:
+        body = validate(TokenForm, {k: v for k, v in form.items() if isinstance(v, str)})
+    user = await state.db.get_user_by_name(body.username)
+    # Verify against a dummy hash for unknown names too, so timing does not reveal them.
+    stored = user.password_hash if user else auth.DUMMY_HASH
+    if not auth.verify_password(stored, body.password) or user is None:
+        raise ApiError(401, "invalid_credentials", "incorrect username or password")
+    access_token, expires_in = state.tokens.issue(user.id, user.username)
+    return JSONResponse(
+        {"access_token": access_token, "token_type": "bearer", "expires_in": expires_in}
+    )
+
+
+async def me(request: Request) -> Response:
+    state = services(request)
+    user = await auth.authenticate(request, state.db, state.tokens)
+    return JSONResponse(user_json(user))
+
+
+def user_json(user: Any) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "created_at": user.created_at.isoformat()}
+
+
+routes = [
+    Route("/api/v1/auth/register", register, methods=["POST"]),
+    Route("/api/v1/auth/token", token, methods=["POST"]),
+    Route("/api/v1/auth/me", me, methods=["GET"]),
+]

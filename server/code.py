@@ -1,0 +1,163 @@
+"""The REST API of the replaced service: execute, history, languages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox import LANGUAGES, SandboxError
+from server.auth import authenticate
+from server.errors import ApiError, from_sandbox
+from server.http import json_body, validate
+from server.runs import RunSpec
+from server.services import services
+
+MAX_PAGE = 100
+
+
+class ExecuteRequest(BaseModel):
+    code: str
+    language: str
+    stdin: str | None = ""
+    project_id: int | None = None
+    save_history: bool = True
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class HistoryQuery(BaseModel):
+    project_id: int | None = None
+    limit: int = Field(default=50, ge=1)
+    offset: int = Field(default=0, ge=0)
+    cursor: int | None = Field(default=None, ge=1)
+
+
+async def execute(request: Request) -> Response:
+    state = services(request)
+    user = await authenticate(request, state.db, state.tokens)
+    body = await json_body(request, ExecuteRequest)
+    if body.stdin is not None and len(body.stdin.encode()) > state.settings.stdin_bytes:
+        raise ApiError(
+            413, "stdin_too_large", f"stdin is limited to {state.settings.stdin_bytes} bytes"
+        )
+    spec = RunSpec(
+        language=body.language,
+        code=body.code,
+        stdin=body.stdin or "",  # REST cannot type into a program: stdin is whole, then EOF
+        timeout=body.timeout,
+        project_id=body.project_id,
+        save_history=body.save_history,
+    )
+    try:
+        execution = await state.runs.start(user.id, spec)
+    except SandboxError as exc:
+        raise from_sandbox(exc) from None
+    async for _ in execution.output():
+        pass
+    result, execution_id = await state.runs.finish(execution)
+    return JSONResponse(
+        {
+            "output": "".join(execution.stdout) or None,
+            "error": "".join(execution.stderr) or None,
+            "execution_time": result.execution_time,
+            "status": result.status.value,
+            "exit_code": result.exit_code,
+            "signal": result.signal,
+            "execution_id": execution_id,
+            "output_truncated": result.output_truncated,
+        }
+    )
+
+
+async def history(request: Request) -> Response:
+    state = services(request)
+    user = await authenticate(request, state.db, state.tokens)
+    query = validate(HistoryQuery, dict(request.query_params))
+    if query.cursor is not None and query.offset:
+        raise ApiError(422, "invalid_request", "use either offset or cursor, not both")
+    limit = min(query.limit, MAX_PAGE)
+    records = await state.db.list_executions(
+        user.id,
+        project_id=query.project_id,
+        limit=limit,
+        offset=query.offset,
+        before_id=query.cursor,
+    )
+    headers = {}
+    if len(records) == limit:
+        headers["X-Next-Cursor"] = str(records[-1].id)
+    return JSONResponse([record_json(r) for r in records], headers=headers)
+
+
+async def history_item(request: Request) -> Response:
+    state = services(request)
+    user = await authenticate(request, state.db, state.tokens)
+    record = await state.db.get_execution(user.id, _execution_id(request))
+    if record is None:
+        raise ApiError(404, "not_found", "no such execution")
+    return JSONResponse(record_json(record))
+
+
+async def delete_history_item(request: Request) -> Response:
+    state = services(request)
+    user = await authenticate(request, state.db, state.tokens)
+    if not await state.db.delete_execution(user.id, _execution_id(request)):
+        raise ApiError(404, "not_found", "no such execution")
+    return Response(status_code=204)
+
+
+async def languages(request: Request) -> Response:
+    state = services(request)
+    await authenticate(request, state.db, state.tokens)
+    versions = state.backend.versions
+    return JSONResponse(
+        [
+            {
+                "id": lang.id,
+                "name": lang.name,
+                "version": versions.get(lang.id, lang.version),
+                "extension": lang.extension,
+                "example": lang.example,
+            }
+            for lang in LANGUAGES.values()
+        ]
+    )
+
+
+def _execution_id(request: Request) -> int:
+    raw = request.path_params["execution_id"]
+    if not raw.isdigit():
+        raise ApiError(404, "not_found", "no such execution")
+    return int(raw)
+
+
+def record_json(record: Any) -> dict[str, Any]:
+    created: datetime = record.created_at
+    return {
+        "id": record.id,
+        "project_id": record.project_id,
+        "language": record.language,
+        "code": record.code,
+        "stdin": record.stdin,
+        "output": record.output,
+        "error": record.error,
+        "exit_code": record.exit_code,
+        "signal": record.signal,
+        "status": record.status,
+        "execution_time": record.execution_time,
+        "output_truncated": record.output_truncated,
+        "created_at": created.isoformat(),
+    }
+
+
+routes = [
+    Route("/api/v1/code/execute", execute, methods=["POST"]),
+    Route("/api/v1/code/history", history, methods=["GET"]),
+    Route("/api/v1/code/history/{execution_id}", history_item, methods=["GET"]),
+    Route("/api/v1/code/history/{execution_id}", delete_history_item, methods=["DELETE"]),
+    Route("/api/v1/code/languages", languages, methods=["GET"]),
+]

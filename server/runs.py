@@ -1,0 +1,121 @@
+"""Runs as the server sees them: started for a user, decoded for clients, stored when done.
+
+Both the WebSocket sessions and the REST endpoint go through here, so a run is recorded the
+same way whichever door it came in by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sandbox import Backend, Result, Run, RunRequest
+from sandbox.run import StreamName
+from storage import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a client asked to run, whichever protocol it used."""
+
+    language: str
+    code: str
+    stdin: str | None = None
+    timeout: float | None = None
+    project_id: int | None = None
+    save_history: bool = True
+
+
+@dataclass(eq=False)
+class Execution:
+    """One run for one user: its output as text, as delivered, and its stored record."""
+
+    run: Run
+    spec: RunSpec
+    user_id: int
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # One incremental decoder per stream: a character split across chunks arrives whole.
+        self._decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for name in ("stdout", "stderr")
+        }
+
+    async def output(self) -> AsyncIterator[tuple[StreamName, str]]:
+        """Decoded output chunks in the order the program wrote them."""
+        async for chunk in self.run:
+            text = self._decoders[chunk.stream].decode(chunk.data)
+            if text:
+                yield self._keep(chunk.stream, text)
+        for name, decoder in self._decoders.items():
+            if text := decoder.decode(b"", final=True):
+                yield self._keep(name, text)  # type: ignore[arg-type]
+
+    def _keep(self, stream: StreamName, text: str) -> tuple[StreamName, str]:
+        (self.stdout if stream == "stdout" else self.stderr).append(text)
+        return stream, text
+
+
+class RunService:
+    """Starts runs for users, keeps track of them, and stores each one when it ends."""
+
+    def __init__(self, backend: Backend, db: Database) -> None:
+        self.backend = backend
+        self.db = db
+        self.active: set[Execution] = set()
+
+    async def start(self, user_id: int, spec: RunSpec) -> Execution:
+        """Start a run; raises a ``SandboxError`` when the sandbox refuses it."""
+        stdin = None if spec.stdin is None else spec.stdin.encode()
+        run = await self.backend.start(
+            RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
+        )
+        execution = Execution(run, spec, user_id)
+        self.active.add(execution)
+        return execution
+
+    async def finish(self, execution: Execution) -> tuple[Result, int | None]:
+        """Wait for the end of a run whose output was consumed; store it when asked to."""
+        try:
+            result = await execution.run.result()
+        finally:
+            self.active.discard(execution)
+        if not execution.spec.save_history:
+            return result, None
+        try:
+            return result, await self._store(execution, result)
+        except Exception:
+            # The client still gets its exit frame; the failure is ours and is logged loudly.
+            log.exception("could not store run %s", execution.run.id)
+            return result, None
+
+    async def _store(self, execution: Execution, result: Result) -> int:
+        record = await self.db.save_execution(
+            user_id=execution.user_id,
+            project_id=execution.spec.project_id,
+            language=execution.spec.language,
+            code=execution.spec.code,
+            stdin=execution.spec.stdin,
+            output="".join(execution.stdout) or None,
+            error="".join(execution.stderr) or None,
+            exit_code=result.exit_code,
+            signal=result.signal,
+            status=result.status.value,
+            execution_time=result.execution_time,
+            output_truncated=result.output_truncated,
+        )
+        assert record.id is not None
+        return record.id
+
+    async def kill_all(self) -> None:
+        """Stop every running program (server shutdown)."""
+        await asyncio.gather(
+            *(execution.run.kill() for execution in list(self.active)), return_exceptions=True
+        )

@@ -1,0 +1,48 @@
+"""Serve the app with uvicorn, draining live sessions before connections are cut."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+from starlette.applications import Starlette
+
+from server.app import create_app
+from server.config import Settings
+
+# Room for the largest legal frame and then some: bigger frames are refused by our own
+# check with an ``error`` frame; only absurd ones make uvicorn drop the connection.
+WS_MAX_SIZE = 4 * 1024 * 1024
+
+
+class DrainingServer(uvicorn.Server):
+    """Uvicorn cuts WebSockets at shutdown; first let each session send its ``exit`` frame."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = getattr(self.app.state, "services", None)
+        if state is not None:
+            await state.drain()
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        ws_max_size=WS_MAX_SIZE,
+        lifespan="on",
+        timeout_graceful_shutdown=15,
+    )
+    DrainingServer(config, app).run()

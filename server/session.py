@@ -1,0 +1,193 @@
+"""One editor session: a WebSocket, at most one run at a time, and its frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.websockets import WebSocket, WebSocketState
+
+from sandbox import SandboxError, Status
+from server.errors import ProtocolError, describe
+from server.protocol import (
+    CLIENT_MESSAGE,
+    CLIENT_TYPES,
+    EofMessage,
+    ErrorMessage,
+    ExitMessage,
+    LimitMessage,
+    OutputMessage,
+    RunMessage,
+    SignalMessage,
+    Started,
+    StdinMessage,
+)
+from server.runs import Execution, RunService, RunSpec
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+
+
+class Session:
+    """Reads frames from one socket and drives its runs; failures become `error` frames."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        user_id: int,
+        runs: RunService,
+        max_frame_bytes: int,
+        stdin_bytes: int,
+    ) -> None:
+        self.websocket = websocket
+        self.user_id = user_id
+        self.runs = runs
+        self.max_frame_bytes = max_frame_bytes
+        self.stdin_bytes = stdin_bytes
+        self.execution: Execution | None = None
+        self._relay: asyncio.Task[None] | None = None
+        self._send_lock = asyncio.Lock()
+
+    # Receiving ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Handle frames until the client goes; then stop whatever it left running."""
+        try:
+            while True:
+                frame = await self.websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    return
+                try:
+                    await self._handle(self._parse(frame))
+                except ProtocolError as exc:
+                    await self.send(ErrorMessage(code=exc.code, message=exc.message))
+                except Exception:
+                    log.exception("frame from user %s failed", self.user_id)
+                    await self.send(
+                        ErrorMessage(
+                            code="internal_error", message="the server failed; it is logged"
+                        )
+                    )
+        finally:
+            await self._abandon()
+
+    def _parse(self, frame: dict[str, Any]) -> BaseModel:
+        text = frame.get("text")
+        if text is None:
+            raise ProtocolError("binary_frame", "binary frames are not understood; send JSON text")
+        if len(text) > self.max_frame_bytes or len(text.encode()) > self.max_frame_bytes:
+            raise ProtocolError(
+                "frame_too_large", f"frames are limited to {self.max_frame_bytes} bytes"
+            )
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ProtocolError("invalid_json", "a frame must be a JSON object")
+        if data.get("type") not in CLIENT_TYPES:
+            raise ProtocolError(
+                "unknown_type",
+                f"unknown message type {data.get('type')!r}; expected one of "
+                + ", ".join(CLIENT_TYPES),
+            )
+        try:
+            return CLIENT_MESSAGE.validate_python(data)
+        except ValidationError as exc:
+            raise ProtocolError("invalid_message", describe(exc)) from None
+
+    async def _handle(self, message: BaseModel) -> None:
+        if isinstance(message, RunMessage):
+            await self._start(message)
+            return
+        execution = self.execution
+        if execution is None or execution.run.done:
+            raise ProtocolError("no_active_run", "no run is active: start one with a run message")
+        if isinstance(message, StdinMessage):
+            await execution.run.write_stdin(message.data.encode())
+        elif isinstance(message, EofMessage):
+            await execution.run.close_stdin()
+        elif isinstance(message, SignalMessage):
+            await execution.run.signal(message.signal)
+
+    # Running --------------------------------------------------------------------------------
+
+    async def _start(self, message: RunMessage) -> None:
+        if self._relay is not None and not self._relay.done():
+            raise ProtocolError("run_active", "a run is active: wait for its exit frame")
+        if message.stdin is not None and len(message.stdin.encode()) > self.stdin_bytes:
+            raise ProtocolError("stdin_too_large", f"stdin is limited to {self.stdin_bytes} bytes")
+        spec = RunSpec(
+            language=message.language,
+            code=message.code,
+            stdin=message.stdin,
+            timeout=message.timeout,
+            project_id=message.project_id,
+            save_history=message.save_history,
+        )
+        try:
+            self.execution = await self.runs.start(self.user_id, spec)
+        except SandboxError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        self._relay = asyncio.create_task(self._relay_run(self.execution))
+
+    async def _relay_run(self, execution: Execution) -> None:
+        """Send one run's frames: started, output as it comes, limit, and exit exactly once."""
+        run = execution.run
+        await self.send(Started(run_id=run.id, language=run.language.id, version=run.version))
+        async for stream, text in execution.output():
+            await self.send(OutputMessage(stream=stream, data=text))
+        result, execution_id = await self.runs.finish(execution)
+        if result.status is Status.OUTPUT_LIMIT:
+            await self.send(
+                LimitMessage(
+                    limit="output",
+                    message=f"output passed {self.runs.backend.limits.output_bytes} bytes: "
+                    "the rest was cut and the program stopped",
+                )
+            )
+        await self.send(
+            ExitMessage(
+                run_id=run.id,
+                status=result.status,
+                exit_code=result.exit_code,
+                signal=result.signal,
+                execution_time=result.execution_time,
+                output_truncated=result.output_truncated,
+                execution_id=execution_id,
+            )
+        )
+
+    async def _abandon(self) -> None:
+        """The client left: kill its program, but still store the run."""
+        if self._relay is None:
+            return
+        if self.execution is not None:
+            await self.execution.run.kill()
+        with contextlib.suppress(Exception):
+            await self._relay
+
+    async def shutdown(self) -> None:
+        """Server shutdown: stop the run, let its exit frame out, then say goodbye."""
+        if self.execution is not None:
+            await self.execution.run.kill()
+        if self._relay is not None:
+            with contextlib.suppress(Exception):
+                await self._relay
+        with contextlib.suppress(Exception):
+            await self.websocket.close(GOING_AWAY)
+
+    # Sending --------------------------------------------------------------------------------
+
+    async def send(self, message: BaseModel) -> None:
+        """Send one frame; a client that already left is not an error."""
+        if self.websocket.application_state is not WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(Exception):
+                await self.websocket.send_text(message.model_dump_json())
