@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
+import logging
 from typing import Any
 
-from sandbox.errors import CodeTooLarge, InvalidTimeout
+from sandbox.errors import BackendUnavailable, CodeTooLarge, InvalidTimeout
 from sandbox.languages import Language, get_language
+from sandbox.pool import Pool
 from sandbox.run import Limits, Process, Run, RunRequest
+
+log = logging.getLogger(__name__)
 
 
 def header(language: Language, code: str, folder: str, launchers: str) -> bytes:
@@ -35,9 +40,11 @@ class Backend(abc.ABC):
 
     name: str
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, pool_size: int = 0) -> None:
         self.limits = limits
         self.versions: dict[str, str] = {}
+        self.pool = Pool(self.prepare, pool_size)
+        self.live: set[Run] = set()
 
     async def start(self, request: RunRequest) -> Run:
         """Check the request, then start its program; raises a ``SandboxError`` when refused."""
@@ -46,13 +53,15 @@ class Backend(abc.ABC):
         if size > self.limits.code_bytes:
             raise CodeTooLarge(size, self.limits.code_bytes)
         wall_time = self._wall_time(request.timeout)
-        process, warm = await self.acquire(language)
-        try:
-            await process.begin(self.header(language, request.code, process))
-        except BaseException:
-            await process.remove()
-            raise
-        return Run(
+        process = self.pool.take(language)
+        warm = process is not None
+        if process is None or not await self._begin(process, language, request.code):
+            # Cold: no warm process was ready, or the one we took had died meanwhile.
+            warm = False
+            process = await self.prepare(language)
+            if not await self._begin(process, language, request.code):
+                raise BackendUnavailable("the sandbox did not take the program")
+        run = Run(
             process,
             language,
             version=self.versions.get(language.id, language.version),
@@ -61,6 +70,26 @@ class Backend(abc.ABC):
             stdin=request.stdin,
             warm=warm,
         )
+        self.live.add(run)
+        run.on_closed(self.live.discard)
+        return run
+
+    async def _begin(self, process: Process, language: Language, code: str) -> bool:
+        """Hand the program over; False (and the process removed) when that failed."""
+        try:
+            await process.begin(self.header(language, code, process))
+        except Exception as exc:
+            log.warning("a %s sandbox refused its program: %s", language.id, exc)
+            await process.remove()
+            return False
+        except BaseException:
+            await process.remove()
+            raise
+        return True
+
+    async def close_runs(self) -> None:
+        """Stop every live run and wait until their sandboxes are gone."""
+        await asyncio.gather(*(run.close() for run in list(self.live)), return_exceptions=True)
 
     def _wall_time(self, timeout: float | None) -> float:
         limit = self.limits.wall_time
@@ -69,10 +98,6 @@ class Backend(abc.ABC):
         if not 0 < timeout <= limit:
             raise InvalidTimeout(timeout, limit)
         return timeout
-
-    async def acquire(self, language: Language) -> tuple[Process, bool]:
-        """A process waiting for its program, and whether it was ready before we asked."""
-        return await self.prepare(language), False
 
     @abc.abstractmethod
     def header(self, language: Language, code: str, process: Process) -> bytes: ...

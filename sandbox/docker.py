@@ -98,6 +98,11 @@ class DockerProcess:
         return self.container.id
 
     async def begin(self, header: bytes) -> None:
+        # A warm container may have died while it waited; writing to it would be lost.
+        response = self._stream._resp
+        transport = response.connection.transport if response and response.connection else None
+        if transport is None or transport.is_closing():
+            raise ConnectionError("the container's stdin is closed")
         await self._stream.write_in(header)
 
     async def read(self) -> Output | None:
@@ -155,8 +160,10 @@ async def remove_container(container: DockerContainer) -> None:
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self, limits: Limits, image: str, docker_url: str | None = None) -> None:
-        super().__init__(limits)
+    def __init__(
+        self, limits: Limits, image: str, docker_url: str | None = None, pool_size: int = 0
+    ) -> None:
+        super().__init__(limits, pool_size)
         self.image = image
         self._docker_url = docker_url
         self._docker: aiodocker.Docker | None = None
@@ -183,8 +190,11 @@ class DockerBackend(Backend):
             ) from exc
         await self.remove_orphans()
         self.versions = await self._read_versions()
+        self.pool.start()
 
     async def close(self) -> None:
+        await self.pool.close()
+        await self.close_runs()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None

@@ -92,9 +92,11 @@ class LocalBackend(Backend):
             "EXECSTREAM_BACKEND=local: programs run as plain processes of this user, "
             "with no isolation at all. This is NOT a sandbox: never expose it to anyone."
         )
+        self.pool.start()
 
     async def close(self) -> None:
-        pass
+        await self.pool.close()
+        await self.close_runs()
 
     def header(self, language: Language, code: str, process: Process) -> bytes:
         assert isinstance(process, LocalProcess)

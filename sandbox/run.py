@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -132,6 +132,7 @@ class Run:
         self._signalled = False
         self._truncated = False
         self._started = time.monotonic()
+        self._result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._supervise(stdin), name=f"run-{self.id}")
 
     # Output -------------------------------------------------------------------------------
@@ -162,7 +163,8 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return self._task.done()
+        """Whether the program has ended (its sandbox may still be being removed)."""
+        return self._result.done()
 
     async def write_stdin(self, data: bytes) -> None:
         """Write to the program's stdin; a program that already ended ignores it."""
@@ -200,20 +202,39 @@ class Run:
         self._stop_requested = True
         await self._process.signal("SIGKILL")
 
+    def on_closed(self, callback: Callable[[Run], object]) -> None:
+        """Call ``callback(run)`` once the sandbox is gone."""
+        self._task.add_done_callback(lambda _: callback(self))
+
     async def result(self) -> Result:
-        return await asyncio.shield(self._task)
+        """How the program ended; known as soon as it ended, before its sandbox is removed."""
+        return await asyncio.shield(self._result)
 
     async def close(self) -> Result:
         """Kill the program if it still runs and wait until its sandbox is gone."""
         await self.kill()
-        return await self.result()
+        await asyncio.shield(self._task)
+        return self._result.result()
 
     # Supervision ----------------------------------------------------------------------------
 
-    async def _supervise(self, stdin: bytes | None) -> Result:
+    async def _supervise(self, stdin: bytes | None) -> None:
+        """Run to the end, publish the result, then remove the sandbox."""
+        feeder = asyncio.create_task(self._feed(stdin)) if stdin is not None else None
+        try:
+            self._result.set_result(await self._outcome())
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+            self._events.put_nowait(None)
+            if not self._result.done():  # cancelled: whoever waits must not hang
+                self._result.set_result(self._failure())
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._process.remove())
+
+    async def _outcome(self) -> Result:
         stop: Status | None = None
         exit_: Exit | None = None
-        feeder = asyncio.create_task(self._feed(stdin)) if stdin is not None else None
         try:
             try:
                 async with asyncio.timeout(self._wall_time):
@@ -228,28 +249,25 @@ class Run:
                 async with asyncio.timeout(_KILL_GRACE):
                     exit_ = await self._process.wait()
             assert exit_ is not None
-            return Result(
-                status=self._status(stop, exit_),
-                exit_code=exit_.exit_code,
-                signal=exit_.signal,
-                execution_time=round(elapsed, 4),
-                output_truncated=self._truncated,
-            )
         except Exception:
             log.exception("run %s (%s) failed inside the sandbox", self.id, self.language.id)
-            return Result(
-                status=Status.INTERNAL_ERROR,
-                exit_code=None,
-                signal=None,
-                execution_time=round(time.monotonic() - self._started, 4),
-                output_truncated=self._truncated,
-            )
-        finally:
-            if feeder is not None:
-                feeder.cancel()
-            self._events.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._process.remove())
+            return self._failure()
+        return Result(
+            status=self._status(stop, exit_),
+            exit_code=exit_.exit_code,
+            signal=exit_.signal,
+            execution_time=round(elapsed, 4),
+            output_truncated=self._truncated,
+        )
+
+    def _failure(self) -> Result:
+        return Result(
+            status=Status.INTERNAL_ERROR,
+            exit_code=None,
+            signal=None,
+            execution_time=round(time.monotonic() - self._started, 4),
+            output_truncated=self._truncated,
+        )
 
     async def _feed(self, stdin: bytes) -> None:
         """Give the program its whole input up front, then end-of-file."""

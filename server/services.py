@@ -27,8 +27,8 @@ DRAIN_SECONDS = 10.0
 
 def make_backend(settings: Settings) -> Backend:
     if settings.backend == "local":
-        return LocalBackend(settings.limits)
-    return DockerBackend(settings.limits, settings.image, settings.docker_url)
+        return LocalBackend(settings.limits, settings.pool_size)
+    return DockerBackend(settings.limits, settings.image, settings.docker_url, settings.pool_size)
 
 
 @dataclass

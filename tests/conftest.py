@@ -18,12 +18,26 @@ def settings() -> Settings:
     return Settings()
 
 
-@pytest.fixture(scope="session")
-async def backend(settings: Settings) -> AsyncIterator[DockerBackend]:
-    backend = DockerBackend(settings.limits, settings.image)
+@pytest.fixture(scope="session", params=["cold", "warm"])
+async def backend(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[DockerBackend]:
+    """The Docker backend, once with the warm pool off and once on: behaviour must not differ."""
+    pool_size = 0 if request.param == "cold" else 2
+    backend = DockerBackend(settings.limits, settings.image, pool_size=pool_size)
     await backend.open()
     yield backend
     await backend.close()
+
+
+async def wait_gone(container_id: str, seconds: float = 2.0) -> bool:
+    """Whether the container disappears within ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while container_id in await managed_containers():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def managed_containers() -> list[str]:

@@ -9,9 +9,9 @@ import time
 import aiodocker
 import pytest
 
-from sandbox import CodeTooLarge, InvalidTimeout, RunRequest, Status, UnknownLanguage
+from sandbox import LANGUAGES, CodeTooLarge, InvalidTimeout, RunRequest, Status, UnknownLanguage
 from sandbox.docker import DockerBackend
-from tests.conftest import managed_containers
+from tests.conftest import managed_containers, wait_gone
 from tests.helpers import collect, read_until
 
 pytestmark = pytest.mark.docker
@@ -390,7 +390,7 @@ async def test_container_is_removed_after_each_run(backend: DockerBackend) -> No
     container_id = run._process.id  # type: ignore[attr-defined]
     assert container_id in await managed_containers()
     await collect(run)
-    assert container_id not in await managed_containers()
+    assert await wait_gone(container_id)
 
 
 async def test_close_mid_run_removes_the_container(backend: DockerBackend) -> None:
@@ -405,7 +405,17 @@ async def test_close_mid_run_removes_the_container(backend: DockerBackend) -> No
 # Refusals ----------------------------------------------------------------------------------
 
 
+async def pool_settled(backend: DockerBackend) -> None:
+    """Wait until the warm pool is full and no run of an earlier test is still being removed."""
+    async with asyncio.timeout(30):
+        while backend.live or any(
+            backend.pool.idle(lang) < backend.pool.size for lang in LANGUAGES.values()
+        ):
+            await asyncio.sleep(0.05)
+
+
 async def test_oversize_code_is_refused_before_any_container(backend: DockerBackend) -> None:
+    await pool_settled(backend)
     before = set(await managed_containers())
     with pytest.raises(CodeTooLarge) as refused:
         await backend.start(RunRequest("python", "#" * 51_201))
