@@ -30,6 +30,20 @@ async def backend(
     await backend.close()
 
 
+async def containers_running(command: str) -> list[str]:
+    """Managed containers with a process whose command line contains ``command``."""
+    found = []
+    async with aiodocker.Docker() as docker:
+        for container in await docker.containers.list(filters={"label": [f"{LABEL}=true"]}):
+            try:
+                top = await container.top()
+            except aiodocker.DockerError:
+                continue  # gone meanwhile
+            if any(command in " ".join(proc) for proc in top.get("Processes") or []):
+                found.append(container.id)
+    return found
+
+
 async def wait_gone(container_id: str, seconds: float = 2.0) -> bool:
     """Whether the container disappears within ``seconds``."""
     deadline = asyncio.get_running_loop().time() + seconds

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import managed_containers
+from tests.conftest import containers_running, wait_gone
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.docker
@@ -234,18 +234,16 @@ async def test_token_in_the_query_string(server: ServerProcess, user) -> None:
 
 
 async def test_disconnect_mid_run_removes_the_container(server: ServerProcess, user) -> None:
-    before = set(await managed_containers())
     ws = await open_socket(server, user[1])
-    await run(ws, "print('up', flush=True)\nimport time\ntime.sleep(60)")
+    # The program turns into a process we can find from outside: "sleep 61.5".
+    await run(ws, "import os\nprint('up', flush=True)\nos.execvp('sleep', ['sleep', '61.5'])")
     assert (await next_frame(ws))["type"] == "started"
     await next_frame(ws)
-    mine = set(await managed_containers()) - before
-    assert mine, "the run's container should exist while it runs"
+    async with asyncio.timeout(5):
+        while not (mine := await containers_running("sleep 61.5")):
+            await asyncio.sleep(0.05)
     await ws.close()
-    deadline = time.monotonic() + 1.5
-    while mine & set(await managed_containers()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert not mine & set(await managed_containers())
+    assert await wait_gone(mine[0], seconds=1.0), "container still there a second after"
 
 
 async def test_twenty_sockets_at_once_each_get_their_own_output(
