@@ -1,0 +1,237 @@
+"""``ExecClient``: one WebSocket to execstream, its runs as typed events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from pydantic import ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from client.errors import (
+    ClientError,
+    ConnectFailed,
+    ConnectionLost,
+    InvalidFrame,
+    ServerError,
+    Unauthorized,
+)
+from client.result import Event, RunResult
+from server.protocol import (
+    SERVER_MESSAGE,
+    ClientMessage,
+    EofMessage,
+    ErrorMessage,
+    ExitMessage,
+    RunMessage,
+    ServerMessage,
+    SignalMessage,
+    SignalName,
+    Started,
+    StdinMessage,
+)
+
+WS_PATH = "/api/v1/code/ws"
+
+# Characters per stdin frame: even if every one is a control character that JSON spells as
+# six bytes, the frame stays under the server's 128 KB limit.
+_STDIN_CHUNK = 16 * 1024
+
+
+def ws_url(url: str) -> str:
+    """The socket's address: a ws(s) URL as given, or derived from an http(s) base URL."""
+    parts = urlsplit(url)
+    if parts.scheme in ("ws", "wss"):
+        return url
+    if parts.scheme not in ("http", "https"):
+        raise ClientError(f"not an http(s) or ws(s) URL: {url!r}", code="invalid_url")
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + WS_PATH, "", ""))
+
+
+class ExecClient:
+    """An execstream WebSocket, used as ``async with ExecClient(url, token) as client``.
+
+    One run at a time: ``stream`` or ``run`` it, and meanwhile ``send_stdin``, ``send_eof``
+    and ``send_signal`` from any task. ``send`` and ``receive`` are the raw frames.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        token_in_query: bool = False,
+        open_timeout: float | None = 10,
+    ) -> None:
+        self.url = ws_url(url)
+        self.token = token
+        self.token_in_query = token_in_query
+        """Send the token as ``?token=`` (what a browser must do) instead of a header."""
+        self.open_timeout = open_timeout
+        self._websocket: ClientConnection | None = None
+        self._running = False
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def websocket(self) -> ClientConnection:
+        """The underlying connection, for frames the protocol does not allow (binary, say)."""
+        if self._websocket is None:
+            raise ClientError("not connected: use `async with ExecClient(...)`", "not_connected")
+        return self._websocket
+
+    async def connect(self) -> None:
+        url, headers = self.url, {}
+        if self.token and self.token_in_query:
+            url += ("&" if urlsplit(url).query else "?") + urlencode({"token": self.token})
+        elif self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            self._websocket = await connect(
+                url, additional_headers=headers, open_timeout=self.open_timeout
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                message = f"the server refused the socket (HTTP {status}): no token, or a bad one"
+                raise Unauthorized(status, "unauthorized", message) from exc
+            raise ConnectFailed(f"{self.url} answered HTTP {status}, not a WebSocket") from exc
+        except (OSError, WebSocketException) as exc:
+            raise ConnectFailed(f"cannot connect to {self.url}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the socket; the server kills a program still running."""
+        if self._websocket is not None:
+            await self._websocket.close()
+
+    # Runs ------------------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        language: str,
+        code: str,
+        *,
+        stdin: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the run's limit)
+        project_id: int | None = None,
+        save_history: bool = True,
+    ) -> AsyncIterator[Event]:
+        """Start a run; yield its events as they come, up to and including its ``exit``.
+
+        An ``error`` frame raises ``ServerError``. ``stdin`` given here is the whole input;
+        leave it out to type with ``send_stdin``. A stream left before its ``exit`` leaves
+        the run going: the socket cannot start another.
+        """
+        if self._running:
+            raise ClientError("the previous run on this socket has not ended", "run_active")
+        run = RunMessage(
+            type="run",
+            language=language,
+            code=code,
+            stdin=stdin,
+            timeout=timeout,
+            project_id=project_id,
+            save_history=save_history,
+        )
+        await self.send(run)
+        self._running = True
+        started = False
+        while True:
+            message = await self.receive()
+            if isinstance(message, ErrorMessage):
+                if message.code == "no_active_run":
+                    # A stdin, eof or signal frame that crossed the end of a run: harmless.
+                    continue
+                # Before `started` the error answers the run, which never began.
+                self._running = started
+                raise ServerError(message.code, message.message)
+            started = started or isinstance(message, Started)
+            # Cleared before yielding: a caller may stop iterating at the exit event.
+            self._running = not isinstance(message, ExitMessage)
+            yield message
+            if not self._running:
+                return
+
+    async def run(
+        self,
+        language: str,
+        code: str,
+        *,
+        stdin: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the run's limit)
+        project_id: int | None = None,
+        save_history: bool = True,
+        on_event: Callable[[Event], object] | None = None,
+    ) -> RunResult:
+        """Run a program to its end; ``on_event`` sees each event as it arrives."""
+        events = []
+        async for event in self.stream(
+            language,
+            code,
+            stdin=stdin,
+            timeout=timeout,
+            project_id=project_id,
+            save_history=save_history,
+        ):
+            if on_event is not None:
+                on_event(event)
+            events.append(event)
+        return RunResult.from_events(events)
+
+    async def send_stdin(self, data: str) -> None:
+        """Type ``data`` into the running program."""
+        for start in range(0, len(data), _STDIN_CHUNK):
+            await self.send(StdinMessage(type="stdin", data=data[start : start + _STDIN_CHUNK]))
+
+    async def send_eof(self) -> None:
+        """Close the running program's stdin."""
+        await self.send(EofMessage(type="eof"))
+
+    async def send_signal(self, signal: SignalName = "SIGINT") -> None:
+        await self.send(SignalMessage(type="signal", signal=signal))
+
+    # Frames ----------------------------------------------------------------------------------
+
+    async def send(self, message: ClientMessage) -> None:
+        await self.send_text(message.model_dump_json(exclude_none=True))
+
+    async def send_json(self, data: Any) -> None:
+        """Send any JSON value as a text frame, valid or not: for testing the server."""
+        await self.send_text(json.dumps(data))
+
+    async def send_text(self, text: str) -> None:
+        try:
+            await self.websocket.send(text)
+        except ConnectionClosed as exc:
+            raise _lost(exc) from exc
+
+    async def receive(self) -> ServerMessage:
+        """The next frame from the server, whatever it is."""
+        try:
+            frame = await self.websocket.recv()
+        except ConnectionClosed as exc:
+            raise _lost(exc) from exc
+        try:
+            return SERVER_MESSAGE.validate_json(frame)
+        except ValidationError as exc:
+            raise InvalidFrame(f"not a frame of the protocol: {frame[:200]!r}") from exc
+
+
+def _lost(exc: ConnectionClosed) -> ConnectionLost:
+    code = exc.rcvd.code if exc.rcvd is not None else None
+    return ConnectionLost(f"the connection to the server was lost ({exc})", code)
