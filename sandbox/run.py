@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -126,8 +127,10 @@ class Run:
         self._process = process
         self._wall_time = wall_time
         self._output_bytes = output_bytes
-        self._events: asyncio.Queue[Output | None] = asyncio.Queue()
-        self._ended = False
+        # Output waiting for the consumer. The output cap bounds it, so it needs no bound.
+        self._chunks: deque[Output] = deque()
+        self._arrived = asyncio.Event()
+        self._output_ended = False
         self._stop_requested = False
         self._signalled = False
         self._truncated = False
@@ -141,23 +144,21 @@ class Run:
         return self
 
     async def __anext__(self) -> Output:
-        if self._ended:
-            raise StopAsyncIteration
-        item = await self._events.get()
-        if item is None:
-            self._ended = True
-            raise StopAsyncIteration
-        return self._coalesce(item)
+        while not self._chunks:
+            if self._output_ended:
+                raise StopAsyncIteration
+            self._arrived.clear()
+            await self._arrived.wait()
+        first = self._chunks.popleft()
+        # Join what is already waiting of the same stream: fewer, larger messages.
+        parts = [first.data]
+        while self._chunks and self._chunks[0].stream == first.stream:
+            parts.append(self._chunks.popleft().data)
+        return first if len(parts) == 1 else Output(first.stream, b"".join(parts))
 
-    def _coalesce(self, item: Output) -> Output:
-        """Join chunks of the same stream that are already waiting: fewer, larger messages."""
-        parts = [item.data]
-        while not self._events.empty():
-            following = self._events._queue[0]  # type: ignore[attr-defined]
-            if following is None or following.stream != item.stream:
-                break
-            parts.append(self._events.get_nowait().data)  # type: ignore[union-attr]
-        return item if len(parts) == 1 else Output(item.stream, b"".join(parts))
+    def _emit(self, out: Output) -> None:
+        self._chunks.append(out)
+        self._arrived.set()
 
     # Input and control ----------------------------------------------------------------------
 
@@ -226,7 +227,8 @@ class Run:
         finally:
             if feeder is not None:
                 feeder.cancel()
-            self._events.put_nowait(None)
+            self._output_ended = True
+            self._arrived.set()
             if not self._result.done():  # cancelled: whoever waits must not hang
                 self._result.set_result(self._failure())
             with contextlib.suppress(Exception):
@@ -281,11 +283,11 @@ class Run:
         while (out := await self._process.read()) is not None:
             if len(out.data) > budget:
                 if budget:
-                    self._events.put_nowait(Output(out.stream, out.data[:budget]))
+                    self._emit(Output(out.stream, out.data[:budget]))
                 self._truncated = True
                 return Status.OUTPUT_LIMIT
             budget -= len(out.data)
-            self._events.put_nowait(out)
+            self._emit(out)
         return None
 
     def _status(self, stop: Status | None, exit_: Exit) -> Status:
