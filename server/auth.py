@@ -1,0 +1,148 @@
+"""Who is asking: password hashes, signed tokens, and the check every protected door makes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.requests import HTTPConnection
+
+from server.config import Settings
+from server.errors import ApiError
+from storage import Database, User
+
+ALGORITHM = "HS256"
+SECRET_FILE = "jwt-secret"
+
+_hasher = PasswordHasher()
+
+# Checked against when a username is unknown, so a sign-in takes as long either way.
+# Its password is random and thrown away: nothing can match it.
+DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches; a wrong password or a damaged hash is ``False``."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class TokenError(Exception):
+    """A token we refuse; ``code`` says why."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: int
+    username: str
+
+
+class Tokens:
+    """Issues and checks signed, expiring access tokens (JWT, HS256)."""
+
+    def __init__(self, secret: str, lifetime: timedelta) -> None:
+        self.secret = secret
+        self.lifetime = lifetime
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tokens:
+        secret = settings.jwt_secret or load_secret(settings.data_dir)
+        return cls(secret, timedelta(minutes=settings.token_minutes))
+
+    def issue(self, user_id: int, username: str) -> tuple[str, int]:
+        """A token for the user, and the seconds it stays valid."""
+        now = datetime.now(UTC)
+        claims = {"sub": str(user_id), "name": username, "iat": now, "exp": now + self.lifetime}
+        token = jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+        return token, int(self.lifetime.total_seconds())
+
+    def decode(self, token: str) -> Claims:
+        """The token's claims; raises ``TokenExpired`` or ``TokenError``."""
+        try:
+            payload = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["sub", "name", "iat", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired("the token has expired: sign in again") from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(f"the token is not valid: {exc}") from None
+        # Signed by us, so only a bug could put anything else here; still, fail as a 401.
+        try:
+            return Claims(int(payload["sub"]), str(payload["name"]))
+        except ValueError:
+            raise TokenError("the token is not valid: its subject is not a user id") from None
+
+
+def load_secret(data_dir: Path) -> str:
+    """The signing secret kept in ``data_dir``, generated on first use."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _create_secret(path)
+    secret = path.read_text().strip()
+    if not secret:
+        raise RuntimeError(f"{path} is empty: delete it to generate a new secret")
+    return secret
+
+
+def _create_secret(path: Path) -> None:
+    # Written whole to a private temporary file (mkstemp makes it 0600), then linked into
+    # place: the link refuses to replace a file, so when several workers start at once they
+    # all end up with the one secret that won, never a half-written one.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48) + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The token a request carries: ``Authorization: Bearer``, or ``?token=`` on a WebSocket."""
+    scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    # Browsers cannot set headers on a WebSocket; the query string is all they have.
+    if conn.scope["type"] == "websocket":
+        return conn.query_params.get("token") or None
+    return None
+
+
+async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> User:
+    """The user behind the request's token; raises ``ApiError(401)`` otherwise."""
+    token = bearer_token(conn)
+    if token is None:
+        raise ApiError(401, "not_authenticated", "send a token: Authorization: Bearer <token>")
+    try:
+        claims = tokens.decode(token)
+    except TokenError as exc:
+        raise ApiError(401, exc.code, str(exc)) from None
+    user = await db.get_user(claims.user_id)
+    if user is None:
+        raise ApiError(401, "invalid_token", "the token's user does not exist")
+    return user

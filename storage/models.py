@@ -1,0 +1,75 @@
+"""The tables: users and the runs they stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, Index, Text, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment stored in UTC and read back timezone-aware, whatever the database keeps.
+
+    SQLite has no time zones: it gives back naive values, which are UTC because we wrote UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give it a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True)
+    password_hash: str = Field(repr=False)  # kept out of logs
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class CodeExecution(SQLModel, table=True):
+    """One stored run: what was asked, what came out, how it ended."""
+
+    __tablename__ = "code_executions"
+    # The history queries: a user's runs newest first, all of them or one project's.
+    # The first also serves as the index of the foreign key, so user_id needs none of its own.
+    __table_args__ = (
+        Index("ix_code_executions_user_id_id", "user_id", "id"),
+        Index("ix_code_executions_user_id_project_id_id", "user_id", "project_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", ondelete="CASCADE")
+    project_id: int | None = None
+    language: str
+    code: str = Field(sa_type=Text)
+    stdin: str | None = Field(default=None, sa_type=Text)
+    output: str | None = Field(default=None, sa_type=Text)
+    """Standard output as delivered to the client."""
+    error: str | None = Field(default=None, sa_type=Text)
+    """Standard error as delivered to the client."""
+    exit_code: int | None = None
+    signal: str | None = None
+    status: str
+    execution_time: float
+    output_truncated: bool = False
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
