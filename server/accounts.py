@@ -13,7 +13,7 @@ from server import auth
 from server.errors import ApiError
 from server.http import json_body, validate
 from server.services import services
-from storage import UsernameTaken
+from storage import Database, UsernameTaken
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 
@@ -28,12 +28,16 @@ class TokenForm(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-async def create_account(state: Any, username: str, password: str) -> Any:
+async def create_account(db: Database, credentials: Credentials) -> auth.Account:
     """Create a user; raises ``ApiError(409)`` when the name is taken. Shared with the CLI."""
+    password_hash = auth.hash_password(credentials.password)
     try:
-        return await state.db.create_user(username, auth.hash_password(password))
+        user = await db.create_user(credentials.username, password_hash)
     except UsernameTaken:
-        raise ApiError(409, "username_taken", f"username {username!r} is taken") from None
+        raise ApiError(
+            409, "username_taken", f"username {credentials.username!r} is taken"
+        ) from None
+    return auth.Account.of(user)
 
 
 async def register(request: Request) -> Response:
@@ -41,8 +45,8 @@ async def register(request: Request) -> Response:
     if not state.settings.allow_registration:
         raise ApiError(403, "registration_closed", "registration is switched off on this server")
     body = await json_body(request, Credentials)
-    user = await create_account(state, body.username, body.password)
-    return JSONResponse(user_json(user), status_code=201)
+    account = await create_account(state.db, body)
+    return JSONResponse(user_json(account), status_code=201)
 
 
 async def token(request: Request) -> Response:
@@ -54,7 +58,8 @@ async def token(request: Request) -> Response:
     stored = user.password_hash if user else auth.DUMMY_HASH
     if not auth.verify_password(stored, body.password) or user is None:
         raise ApiError(401, "invalid_credentials", "incorrect username or password")
-    access_token, expires_in = state.tokens.issue(user.id, user.username)
+    account = auth.Account.of(user)
+    access_token, expires_in = state.tokens.issue(account.id, account.username)
     return JSONResponse(
         {"access_token": access_token, "token_type": "bearer", "expires_in": expires_in}
     )
@@ -66,7 +71,7 @@ async def me(request: Request) -> Response:
     return JSONResponse(user_json(user))
 
 
-def user_json(user: Any) -> dict[str, Any]:
+def user_json(user: auth.Account) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "created_at": user.created_at.isoformat()}
 
 

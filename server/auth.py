@@ -51,6 +51,21 @@ class TokenExpired(TokenError):
 
 
 @dataclass(frozen=True)
+class Account:
+    """A signed-in user, as the server's handlers see one: always stored, so always an id."""
+
+    id: int
+    username: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        if user.id is None:
+            raise ValueError("a user that was never stored has no account")
+        return cls(user.id, user.username, user.created_at)
+
+
+@dataclass(frozen=True)
 class Claims:
     user_id: int
     username: str
@@ -133,7 +148,7 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
-async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> User:
+async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> Account:
     """The user behind the request's token; raises ``ApiError(401)`` otherwise."""
     token = bearer_token(conn)
     if token is None:
@@ -145,4 +160,4 @@ async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> Us
     user = await db.get_user(claims.user_id)
     if user is None:
         raise ApiError(401, "invalid_token", "the token's user does not exist")
-    return user
+    return Account.of(user)

@@ -58,8 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _create_user(args: argparse.Namespace) -> int:
-    from server import auth
-    from server.accounts import Credentials
+    from server.accounts import Credentials, create_account
     from server.errors import ApiError
     from server.http import validate
     from storage import Database
@@ -68,21 +67,17 @@ async def _create_user(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = os.environ.get("EXECSTREAM_PASSWORD") or getpass.getpass("Password: ")
-    try:
-        credentials = validate(Credentials, {"username": args.name, "password": password})
-    except ApiError as exc:
-        print(f"execstream: {exc.detail}", file=sys.stderr)
-        return 2
     db = Database(Settings().db_url)
     await db.open()
     try:
-        await db.create_user(credentials.username, auth.hash_password(credentials.password))
-    except Exception as exc:  # UsernameTaken has a clear message of its own
-        print(f"execstream: {exc}", file=sys.stderr)
+        credentials = validate(Credentials, {"username": args.name, "password": password})
+        account = await create_account(db, credentials)
+    except ApiError as exc:
+        print(f"execstream: {exc.detail}", file=sys.stderr)
         return 1
     finally:
         await db.close()
-    print(f"created user {credentials.username!r}")
+    print(f"created user {account.username!r}")
     return 0
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -76,7 +77,7 @@ class Session:
         finally:
             await self._abandon()
 
-    def _parse(self, frame: dict[str, Any]) -> BaseModel:
+    def _parse(self, frame: Mapping[str, Any]) -> BaseModel:
         text = frame.get("text")
         if text is None:
             raise ProtocolError("binary_frame", "binary frames are not understood; send JSON text")

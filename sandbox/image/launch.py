@@ -8,6 +8,7 @@ everything after them is the program's own stdin, untouched. It then runs the co
 first on ``sys.path``, tracebacks naming the file, and the same exit status.
 """
 
+import builtins
 import json
 import os
 import signal
@@ -49,7 +50,7 @@ def main() -> None:
 
     module = types.ModuleType("__main__")
     module.__file__ = path
-    module.__builtins__ = __builtins__
+    module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
     sys.argv = [path]
     sys.path[0] = os.path.dirname(path)
