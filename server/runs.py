@@ -38,8 +38,11 @@ class Execution:
     run: Run
     spec: RunSpec
     user_id: int
+    stdin_bytes: int
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
+    typed: list[str] = field(default_factory=list)
+    """What the user typed into the running program, kept (up to ``stdin_bytes``) for history."""
 
     def __post_init__(self) -> None:
         # One incremental decoder per stream: a character split across chunks arrives whole.
@@ -47,6 +50,20 @@ class Execution:
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
             for name in ("stdout", "stderr")
         }
+
+    async def write_stdin(self, text: str) -> None:
+        data = text.encode()
+        room = self.stdin_bytes - sum(len(t.encode()) for t in self.typed)
+        if room > 0:
+            self.typed.append(data[:room].decode(errors="ignore"))
+        await self.run.write_stdin(data)
+
+    @property
+    def stdin(self) -> str | None:
+        """The program's input for the record: given up front, or as it was typed."""
+        if self.spec.stdin is not None:
+            return self.spec.stdin
+        return "".join(self.typed) or None
 
     async def output(self) -> AsyncIterator[tuple[StreamName, str]]:
         """Decoded output chunks in the order the program wrote them."""
@@ -66,9 +83,10 @@ class Execution:
 class RunService:
     """Starts runs for users, keeps track of them, and stores each one when it ends."""
 
-    def __init__(self, backend: Backend, db: Database) -> None:
+    def __init__(self, backend: Backend, db: Database, stdin_bytes: int) -> None:
         self.backend = backend
         self.db = db
+        self.stdin_bytes = stdin_bytes
         self.active: set[Execution] = set()
 
     async def start(self, user_id: int, spec: RunSpec) -> Execution:
@@ -77,7 +95,7 @@ class RunService:
         run = await self.backend.start(
             RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
         )
-        execution = Execution(run, spec, user_id)
+        execution = Execution(run, spec, user_id, self.stdin_bytes)
         self.active.add(execution)
         return execution
 
@@ -102,7 +120,7 @@ class RunService:
             project_id=execution.spec.project_id,
             language=execution.spec.language,
             code=execution.spec.code,
-            stdin=execution.spec.stdin,
+            stdin=execution.stdin,
             output="".join(execution.stdout) or None,
             error="".join(execution.stderr) or None,
             exit_code=result.exit_code,

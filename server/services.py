@@ -55,7 +55,7 @@ class Services:
             backend=backend,
             db=db,
             tokens=Tokens.from_settings(settings),
-            runs=RunService(backend, db),
+            runs=RunService(backend, db, settings.stdin_bytes),
         )
 
     async def drain(self) -> None:

@@ -110,7 +110,7 @@ class Session:
         if execution is None or execution.run.done:
             raise ProtocolError("no_active_run", "no run is active: start one with a run message")
         if isinstance(message, StdinMessage):
-            await execution.run.write_stdin(message.data.encode())
+            await execution.write_stdin(message.data)
         elif isinstance(message, EofMessage):
             await execution.run.close_stdin()
         elif isinstance(message, SignalMessage):

@@ -311,9 +311,26 @@ async def test_a_websocket_run_lands_in_history(server: ServerProcess, user) -> 
     ) as client:
         record = (await client.get(f"/api/v1/code/history/{frame['execution_id']}")).json()
     assert record["output"] == "42\n"
+    assert record["stdin"] is None
     assert record["project_id"] == 3
     assert record["language"] == "javascript"
     assert record["status"] == frame["status"] == "success"
+
+
+async def test_input_typed_into_a_run_is_kept_in_history(server: ServerProcess, user) -> None:
+    from client import ExecClient
+
+    async with ExecClient(server.url, user[1]) as c:
+        async for event in c.stream("python", "a = input('A? ')\nb = input('B? ')\nprint(a + b)"):
+            if event.type == "started":
+                await c.send_stdin("1\n")
+                await c.send_stdin("2\n")
+            if event.type == "exit":
+                execution_id = event.execution_id
+    with api(server, user[1]) as client:
+        record = client.get(f"/api/v1/code/history/{execution_id}").json()
+    assert record["stdin"] == "1\n2\n"
+    assert record["output"] == "A? B? 12\n"
 
 
 # Languages and health ----------------------------------------------------------------------
