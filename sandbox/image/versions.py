@@ -15,7 +15,7 @@ print(
         {
             "python": platform.python_version(),
             "javascript": _version("node", "--version"),
-            "typescript": _version("esbuild", "--version"),
+            "typescript": "esbuild " + _version("esbuild", "--version"),
         }
     )
 )

@@ -1,0 +1,158 @@
+"""The editor in a real browser: Debian's Chromium driven by Playwright, real server and engine."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.server import ServerProcess
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+
+CHROMIUM = os.environ.get("EXECSTREAM_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+RUN_TIMEOUT = 30_000  # ms: a cold container on a busy machine, plus the program
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    await context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+async def sign_up(page: Page, server: ServerProcess, path: str = "/") -> str:
+    username = f"s{uuid.uuid4().hex[:10]}"
+    await page.goto(server.url + path)
+    await page.fill("#signup-username", username)
+    await page.fill("#signup-password", "student-password")
+    await page.click("#signup-submit")
+    await expect(page.locator("#username")).to_have_text(username)
+    await expect(page.locator("#run")).to_be_enabled(timeout=RUN_TIMEOUT)
+    return username
+
+
+async def set_code(page: Page, language: str, code: str) -> None:
+    await page.select_option("#language", language)
+    await page.evaluate("code => monaco.editor.getEditors()[0].setValue(code)", code)
+
+
+async def terminal_text(page: Page) -> str:
+    return await page.locator("#terminal .xterm-rows").inner_text()
+
+
+async def expect_terminal(page: Page, text: str) -> None:
+    await expect(page.locator("#terminal .xterm-rows")).to_contain_text(text, timeout=RUN_TIMEOUT)
+
+
+async def expect_status(page: Page, status: str) -> None:
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-status", status, timeout=RUN_TIMEOUT
+    )
+
+
+async def test_a_student_session(page: Page, server: ServerProcess) -> None:
+    await sign_up(page, server, "/projects/12/editor")
+
+    # input(): the prompt appears, the student types into the output panel, the greeting follows.
+    await set_code(page, "python", 'name = input("Name? ")\nprint(f"Hello, {name}!")\n')
+    await page.click("#run")
+    await expect_terminal(page, "Name? ")
+    await page.click("#terminal")
+    await page.keyboard.type("Ada")
+    await page.keyboard.press("Enter")
+    await expect_terminal(page, "Hello, Ada!")
+    await expect_status(page, "success")
+    await expect(page.locator("#status-exit")).to_contain_text("0")
+    await expect(page.locator("#status-time")).not_to_be_empty()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "editor.png"))
+
+    # Stop interrupts a runaway loop.
+    await set_code(page, "python", "print('spinning', flush=True)\nwhile True:\n    pass\n")
+    await page.click("#run")
+    await expect_terminal(page, "spinning")
+    await page.click("#stop")
+    await expect_status(page, "killed")
+    await expect(page.locator("#status-state")).to_have_text("Stopped")
+
+    # An output flood is cut at 10 KB, and the page says so.
+    await set_code(page, "javascript", "for (;;) console.log('flood '.repeat(10));\n")
+    await page.click("#run")
+    await expect_status(page, "output_limit")
+    await expect(page.locator("#status-truncated")).to_be_visible()
+    await expect(page.locator("#status-truncated")).to_contain_text("10 KB")
+
+    # After a reload the student is still signed in and finds the runs in the history.
+    await page.reload()
+    items = page.locator("[data-testid=history-item]")
+    await expect(items).to_have_count(3, timeout=RUN_TIMEOUT)
+    statuses = [await item.get_attribute("data-status") for item in await items.all()]
+    assert statuses == ["output_limit", "killed", "success"]
+
+    # Opening the first run brings back its code and output.
+    await items.nth(2).locator("[data-testid=history-open]").click()
+    code = await page.evaluate("monaco.editor.getEditors()[0].getValue()")
+    assert code.startswith('name = input("Name? ")')
+    await expect_terminal(page, "Hello, Ada!")
+
+    # Deleting one removes it.
+    page.on("dialog", lambda dialog: dialog.accept())
+    await items.nth(0).locator("[data-testid=history-delete]").click()
+    await expect(items).to_have_count(2, timeout=RUN_TIMEOUT)
+
+
+async def test_errors_from_the_server_are_shown(page: Page, server: ServerProcess) -> None:
+    await sign_up(page, server)
+    await set_code(page, "python", "#" * 51_201)
+    await page.click("#run")
+    await expect(page.locator("#status")).to_contain_text("51200", timeout=RUN_TIMEOUT)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "not_started")
+    await set_code(page, "typescript", "const n: number = 6 * 7;\nconsole.log(n);\n")
+    await page.click("#run")
+    await expect_status(page, "success")
+    await expect_terminal(page, "42")
+
+
+async def test_narrow_window_and_dark_mode(browser: Browser, server: ServerProcess) -> None:
+    context = await browser.new_context(viewport={"width": 420, "height": 900}, color_scheme="dark")
+    page = await context.new_page()
+    try:
+        await sign_up(page, server)
+        await set_code(page, "python", "print('small screen')\n")
+        await page.locator("#editor").click()
+        await page.keyboard.press("Control+Enter")
+        await expect_terminal(page, "small screen")
+        await expect_status(page, "success")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 420, "the page must not scroll sideways in a narrow window"
+        await page.screenshot(path=str(ARTIFACTS / "editor-narrow-dark.png"), full_page=True)
+    finally:
+        await context.close()
