@@ -10,6 +10,7 @@ from sandbox.errors import (
     CodeTooLarge,
     InvalidTimeout,
     SandboxError,
+    TooManyRuns,
     UnknownLanguage,
 )
 from sandbox.languages import LANGUAGES, Language, get_language
@@ -30,6 +31,7 @@ __all__ = [
     "RunRequest",
     "SandboxError",
     "Status",
+    "TooManyRuns",
     "UnknownLanguage",
     "get_language",
 ]

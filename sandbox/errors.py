@@ -42,3 +42,9 @@ class BackendUnavailable(SandboxError):
     """The engine behind the sandbox cannot run programs right now (our side, not the user's)."""
 
     code = "backend_unavailable"
+
+
+class TooManyRuns(SandboxError):
+    """A cap on concurrent runs was reached; trying again later will work."""
+
+    code = "too_many_runs"

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=2, ge=0, le=32)
     """Warm containers kept ready per language; 0 turns the pool off."""
 
+    # Capacity: runs at once, so one user (or a crowd) cannot starve everyone else
+    max_runs: int = Field(default=64, ge=1)
+    max_runs_per_user: int = Field(default=8, ge=1)
+
     # Limits of one run
     max_wall_time: float = Field(default=30.0, gt=0)
     memory_bytes: int = 128 * MB

@@ -11,6 +11,7 @@ from sandbox import (
     CodeTooLarge,
     InvalidTimeout,
     SandboxError,
+    TooManyRuns,
     UnknownLanguage,
 )
 
@@ -43,6 +44,7 @@ _SANDBOX_STATUS: dict[type[SandboxError], int] = {
     CodeTooLarge: 413,
     InvalidTimeout: 422,
     BackendUnavailable: 503,
+    TooManyRuns: 429,
 }
 
 

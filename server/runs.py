@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sandbox import Backend, Result, Run, RunRequest
+from sandbox import Backend, Result, Run, RunRequest, TooManyRuns
 from sandbox.run import StreamName
 from storage import Database
 
@@ -43,6 +44,7 @@ class Execution:
     stderr: list[str] = field(default_factory=list)
     typed: list[str] = field(default_factory=list)
     """What the user typed into the running program, kept (up to ``stdin_bytes``) for history."""
+    typed_bytes: int = 0
 
     def __post_init__(self) -> None:
         # One incremental decoder per stream: a character split across chunks arrives whole.
@@ -53,9 +55,10 @@ class Execution:
 
     async def write_stdin(self, text: str) -> None:
         data = text.encode()
-        room = self.stdin_bytes - sum(len(t.encode()) for t in self.typed)
-        if room > 0:
-            self.typed.append(data[:room].decode(errors="ignore"))
+        kept = data[: max(self.stdin_bytes - self.typed_bytes, 0)]
+        if kept:
+            self.typed.append(kept.decode(errors="ignore"))
+            self.typed_bytes += len(kept)
         await self.run.write_stdin(data)
 
     @property
@@ -83,28 +86,62 @@ class Execution:
 class RunService:
     """Starts runs for users, keeps track of them, and stores each one when it ends."""
 
-    def __init__(self, backend: Backend, db: Database, stdin_bytes: int) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        db: Database,
+        *,
+        stdin_bytes: int,
+        max_runs: int,
+        max_runs_per_user: int,
+    ) -> None:
         self.backend = backend
         self.db = db
         self.stdin_bytes = stdin_bytes
+        self.max_runs = max_runs
+        self.max_runs_per_user = max_runs_per_user
         self.active: set[Execution] = set()
+        # Slots are taken before a run starts (starting takes a while) and freed when it ends.
+        self._slots: Counter[int] = Counter()
 
     async def start(self, user_id: int, spec: RunSpec) -> Execution:
         """Start a run; raises a ``SandboxError`` when the sandbox refuses it."""
+        self._take_slot(user_id)
         stdin = None if spec.stdin is None else spec.stdin.encode()
-        run = await self.backend.start(
-            RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
-        )
+        try:
+            run = await self.backend.start(
+                RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
+            )
+        except BaseException:
+            self._free_slot(user_id)
+            raise
         execution = Execution(run, spec, user_id, self.stdin_bytes)
         self.active.add(execution)
         return execution
+
+    def _take_slot(self, user_id: int) -> None:
+        if self._slots.total() >= self.max_runs:
+            raise TooManyRuns(f"the server runs {self.max_runs} programs already: try again soon")
+        if self._slots[user_id] >= self.max_runs_per_user:
+            raise TooManyRuns(
+                f"you have {self._slots[user_id]} programs running, "
+                "the most one user may run at once"
+            )
+        self._slots[user_id] += 1
+
+    def _free_slot(self, user_id: int) -> None:
+        self._slots[user_id] -= 1
+        if self._slots[user_id] <= 0:
+            del self._slots[user_id]
 
     async def finish(self, execution: Execution) -> tuple[Result, int | None]:
         """Wait for the end of a run whose output was consumed; store it when asked to."""
         try:
             result = await execution.run.result()
         finally:
-            self.active.discard(execution)
+            if execution in self.active:
+                self.active.discard(execution)
+                self._free_slot(execution.user_id)
         if not execution.spec.save_history:
             return result, None
         try:

@@ -55,7 +55,13 @@ class Services:
             backend=backend,
             db=db,
             tokens=Tokens.from_settings(settings),
-            runs=RunService(backend, db, settings.stdin_bytes),
+            runs=RunService(
+                backend,
+                db,
+                stdin_bytes=settings.stdin_bytes,
+                max_runs=settings.max_runs,
+                max_runs_per_user=settings.max_runs_per_user,
+            ),
         )
 
     async def drain(self) -> None:

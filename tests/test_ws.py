@@ -246,14 +246,13 @@ async def test_disconnect_mid_run_removes_the_container(server: ServerProcess, u
     assert await wait_gone(mine[0], seconds=1.0), "container still there a second after"
 
 
-async def test_twenty_sockets_at_once_each_get_their_own_output(
-    server: ServerProcess, user
-) -> None:
+async def test_twenty_sockets_at_once_each_get_their_own_output(server: ServerProcess) -> None:
+    tokens = [server.new_user()[1] for _ in range(4)]  # five sockets each: a class at work
+
     async def one(n: int) -> tuple[int, list[dict[str, Any]]]:
-        async with await open_socket(server, user[1]) as ws:
-            await run(
-                ws, f"import time\nfor i in range(3):\n    print('{n}', i)\n    time.sleep(0.1)"
-            )
+        async with await open_socket(server, tokens[n % 4]) as ws:
+            code = f"import time\nfor i in range(3):\n    print('{n}', i)\n    time.sleep(0.1)"
+            await run(ws, code)
             return n, await frames_until_exit(ws, timeout=120)
 
     results = await asyncio.gather(*(one(n) for n in range(20)))
@@ -261,3 +260,22 @@ async def test_twenty_sockets_at_once_each_get_their_own_output(
         assert stdout_of(frames) == f"{n} 0\n{n} 1\n{n} 2\n"
         assert frames[-1]["status"] == "success"
     assert len({frames[-1]["run_id"] for _, frames in results}) == 20
+
+
+async def test_one_user_cannot_take_every_sandbox(server: ServerProcess, user) -> None:
+    sockets = [await open_socket(server, user[1]) for _ in range(9)]
+    try:
+        for ws in sockets:
+            await run(ws, "import time\ntime.sleep(20)")
+        answers = [await next_frame(ws, timeout=60) for ws in sockets]
+        assert [a["type"] for a in answers].count("started") == 8
+        refused = [a for a in answers if a["type"] == "error"]
+        assert len(refused) == 1 and refused[0]["code"] == "too_many_runs"
+        # Someone else is not affected.
+        _, other = server.new_user()
+        async with await open_socket(server, other) as ws:
+            await run(ws, "print('my turn')")
+            assert stdout_of(await frames_until_exit(ws)) == "my turn\n"
+    finally:
+        for ws in sockets:
+            await ws.close()
