@@ -10,6 +10,7 @@ from sandbox.errors import (
     CodeTooLarge,
     InvalidTimeout,
     SandboxError,
+    StdinBacklog,
     TooManyRuns,
     UnknownLanguage,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RunRequest",
     "SandboxError",
     "Status",
+    "StdinBacklog",
     "TooManyRuns",
     "UnknownLanguage",
     "get_language",

@@ -67,6 +67,7 @@ class Backend(abc.ABC):
             version=self.versions.get(language.id, language.version),
             wall_time=wall_time,
             output_bytes=self.limits.output_bytes,
+            stdin_backlog_bytes=self.limits.stdin_backlog_bytes,
             stdin=request.stdin,
             warm=warm,
         )

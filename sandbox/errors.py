@@ -48,3 +48,14 @@ class TooManyRuns(SandboxError):
     """A cap on concurrent runs was reached; trying again later will work."""
 
     code = "too_many_runs"
+
+
+class StdinBacklog(SandboxError):
+    """The program is not reading its input fast enough: more would pile up in our memory."""
+
+    code = "stdin_backlog"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the program has not read {limit} bytes of input sent to it; wait before sending more"
+        )

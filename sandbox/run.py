@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from sandbox.errors import StdinBacklog
 from sandbox.languages import Language
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Limits:
     pids: int
     output_bytes: int
     code_bytes: int
+    stdin_backlog_bytes: int
+    """Input accepted from the client but not yet taken by the program, at most."""
     tmp_bytes: int
     open_files: int
     file_bytes: int
@@ -117,6 +120,7 @@ class Run:
         version: str,
         wall_time: float,
         output_bytes: int,
+        stdin_backlog_bytes: int,
         stdin: bytes | None = None,
         warm: bool = False,
     ) -> None:
@@ -134,9 +138,19 @@ class Run:
         self._stop_requested = False
         self._signalled = False
         self._truncated = False
+        # Input goes through one writer task, in order, so that a program not reading its
+        # stdin never blocks whoever is sending it (a Stop must still get through).
+        self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._stdin_pending = 0
+        self._stdin_backlog_bytes = stdin_backlog_bytes
+        self._stdin_closed = False
+        if stdin is not None:
+            self._stdin.put_nowait(stdin)
+            self._stdin.put_nowait(None)
+            self._stdin_closed = True
         self._started = time.monotonic()
         self._result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._supervise(stdin), name=f"run-{self.id}")
+        self._task = asyncio.create_task(self._supervise(), name=f"run-{self.id}")
 
     # Output -------------------------------------------------------------------------------
 
@@ -168,24 +182,20 @@ class Run:
         return self._result.done()
 
     async def write_stdin(self, data: bytes) -> None:
-        """Write to the program's stdin; a program that already ended ignores it."""
-        if self.done:
+        """Queue input for the program; raises ``StdinBacklog`` when it is not reading."""
+        if self.done or self._stdin_closed:
             return
-        try:
-            await self._process.write(data)
-        except Exception:
-            if not self.done:
-                raise
+        if self._stdin_pending + len(data) > self._stdin_backlog_bytes:
+            raise StdinBacklog(self._stdin_backlog_bytes)
+        self._stdin_pending += len(data)
+        self._stdin.put_nowait(data)
 
     async def close_stdin(self) -> None:
-        """Send end-of-file; the program's output keeps streaming."""
-        if self.done:
+        """Send end-of-file after the input queued so far; the output keeps streaming."""
+        if self.done or self._stdin_closed:
             return
-        try:
-            await self._process.close_stdin()
-        except Exception:
-            if not self.done:
-                raise
+        self._stdin_closed = True
+        self._stdin.put_nowait(None)
 
     async def signal(self, name: str) -> None:
         """Deliver SIGINT, SIGTERM or SIGKILL to the program."""
@@ -219,14 +229,13 @@ class Run:
 
     # Supervision ----------------------------------------------------------------------------
 
-    async def _supervise(self, stdin: bytes | None) -> None:
+    async def _supervise(self) -> None:
         """Run to the end, publish the result, then remove the sandbox."""
-        feeder = asyncio.create_task(self._feed(stdin)) if stdin is not None else None
+        feeder = asyncio.create_task(self._feed())
         try:
             self._result.set_result(await self._outcome())
         finally:
-            if feeder is not None:
-                feeder.cancel()
+            feeder.cancel()
             self._output_ended = True
             self._arrived.set()
             if not self._result.done():  # cancelled: whoever waits must not hang
@@ -271,10 +280,12 @@ class Run:
             output_truncated=self._truncated,
         )
 
-    async def _feed(self, stdin: bytes) -> None:
-        """Give the program its whole input up front, then end-of-file."""
+    async def _feed(self) -> None:
+        """Write queued input to the program, in order, then end-of-file when asked."""
         with contextlib.suppress(Exception):  # the program may end without reading it all
-            await self._process.write(stdin)
+            while (data := await self._stdin.get()) is not None:
+                await self._process.write(data)
+                self._stdin_pending -= len(data)
             await self._process.close_stdin()
 
     async def _pump(self) -> Status | None:

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     output_bytes: int = 10 * KB
     code_bytes: int = 50 * KB
     stdin_bytes: int = 64 * KB
+    stdin_backlog_bytes: int = 256 * KB
+    """Typed input a program has not read yet, at most; past it, input is refused."""
     tmp_bytes: int = 16 * MB
     open_files: int = 256
     file_bytes: int = 8 * MB
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
             pids=self.pids,
             output_bytes=self.output_bytes,
             code_bytes=self.code_bytes,
+            stdin_backlog_bytes=self.stdin_backlog_bytes,
             tmp_bytes=self.tmp_bytes,
             open_files=self.open_files,
             file_bytes=self.file_bytes,

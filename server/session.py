@@ -65,7 +65,7 @@ class Session:
                     return
                 try:
                     await self._handle(self._parse(frame))
-                except ProtocolError as exc:
+                except (ProtocolError, SandboxError) as exc:
                     await self.send(ErrorMessage(code=exc.code, message=exc.message))
                 except Exception:
                     log.exception("frame from user %s failed", self.user_id)

@@ -9,7 +9,15 @@ import time
 import aiodocker
 import pytest
 
-from sandbox import LANGUAGES, CodeTooLarge, InvalidTimeout, RunRequest, Status, UnknownLanguage
+from sandbox import (
+    LANGUAGES,
+    CodeTooLarge,
+    InvalidTimeout,
+    RunRequest,
+    Status,
+    StdinBacklog,
+    UnknownLanguage,
+)
 from sandbox.docker import DockerBackend
 from tests.conftest import managed_containers, wait_gone
 from tests.helpers import collect, read_until
@@ -374,6 +382,18 @@ async def test_a_handled_signal_lets_the_program_finish(backend: DockerBackend) 
     done = await collect(run)
     assert done.stdout == b"bye\n"
     assert done.result.status is Status.SUCCESS
+
+
+async def test_a_program_not_reading_stdin_cannot_block_a_stop(backend: DockerBackend) -> None:
+    run = await backend.start(RunRequest("python", "import time\ntime.sleep(30)"))
+    with pytest.raises(StdinBacklog):
+        for _ in range(10):
+            await run.write_stdin(b"x" * 100_000)  # nobody reads it: it piles up, then is refused
+    started = time.monotonic()
+    await run.signal("SIGINT")
+    result = (await collect(run)).result
+    assert result.status is Status.KILLED
+    assert time.monotonic() - started < 5
 
 
 async def test_kill(backend: DockerBackend) -> None:

@@ -211,6 +211,19 @@ async def test_errors_during_a_run_do_not_disturb_it(server: ServerProcess, user
     assert frames[-1]["status"] == "success"
 
 
+async def test_stop_gets_through_while_input_piles_up(server: ServerProcess, user) -> None:
+    async with await open_socket(server, user[1]) as ws:
+        await run(ws, "import time\nprint('busy', flush=True)\ntime.sleep(30)")
+        assert (await next_frame(ws))["type"] == "started"
+        for _ in range(12):  # 1.2 MB that nobody reads: it piles up, then is refused
+            await ws.send(json.dumps({"type": "stdin", "data": "x" * 100_000}))
+        await ws.send(json.dumps({"type": "signal", "signal": "SIGINT"}))
+        frames = await frames_until_exit(ws, timeout=10)
+    errors = [f for f in frames if f["type"] == "error"]
+    assert errors and {e["code"] for e in errors} == {"stdin_backlog"}
+    assert frames[-1]["status"] == "killed"
+
+
 # Authentication ----------------------------------------------------------------------------
 
 
