@@ -47,7 +47,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup
+bench: venv engine image
 	$(BIN)/python -m bench
 
 clean:

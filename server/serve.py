@@ -42,6 +42,9 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         ws="websockets-sansio",
         ws_max_size=WS_MAX_SIZE,
+        # Frames are small JSON and output is capped at 10 KB: compression saves little and
+        # its per-socket state is half the memory of an idle session.
+        ws_per_message_deflate=False,
         lifespan="on",
         timeout_graceful_shutdown=15,
     )

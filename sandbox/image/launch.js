@@ -34,6 +34,17 @@ function readHeader() {
   return JSON.parse(readExact(parseInt(line, 10)).toString('utf8'));
 }
 
+// Node sets up stdout, stderr and the console lazily, on first use: do it while we wait,
+// not on Run. Nothing is written: the warm-up console writes into a sink. stdin is left
+// alone, since touching process.stdin would start reading the program's input.
+(() => {
+  const { Writable } = require('stream');
+  const sink = new Writable({ write(chunk, encoding, done) { done(); } });
+  new console.Console(sink, sink).log('%s %d %o', 'warm', 1, { up: true });
+  process.stdout.write('');
+  process.stderr.write('');
+})();
+
 const header = readHeader();
 fs.writeFileSync(header.file, header.code);
 
