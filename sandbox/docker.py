@@ -175,7 +175,7 @@ class DockerBackend(Backend):
         return self._docker
 
     async def open(self) -> None:
-        self._docker = aiodocker.Docker(url=self._docker_url)
+        self._docker = _client(self._docker_url)
         try:
             await self.docker.version()
         except ENGINE_ERRORS as exc:
@@ -196,7 +196,9 @@ class DockerBackend(Backend):
         await self.pool.close()
         await self.close_runs()
         if self._docker is not None:
+            connector = self._docker.connector
             await self._docker.close()
+            await connector.close()  # ours, when we made it: aiodocker leaves it open
             self._docker = None
 
     async def health(self) -> dict[str, Any]:
@@ -262,6 +264,17 @@ class DockerBackend(Backend):
         finally:
             await remove_container(container)
         return {lang: str(versions.get(lang, LANGUAGES[lang].version)) for lang in LANGUAGES}
+
+
+def _client(url: str | None) -> aiodocker.Docker:
+    """A client with no cap on connections to a local engine: each run holds two (attach and
+    wait) for its whole life, and aiohttp's default cap of 100 would make runs queue."""
+    url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not url.startswith("unix://"):
+        return aiodocker.Docker(url=url)  # TCP, SSH, pipes: aiodocker's own connector
+    connector = aiohttp.UnixConnector(path=url.removeprefix("unix://"), limit=0)
+    # With a connector of ours, the URL only names the host in request URLs.
+    return aiodocker.Docker(url="unix://localhost", connector=connector)
 
 
 def _alive(pid: int) -> bool:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 StreamName = Literal["stdout", "stderr"]
 SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
 _KILL_GRACE = 5.0  # seconds to wait for a killed process to be reported gone
+_DRAIN_GRACE = 1.0  # seconds for the last output to arrive once the process is gone
 
 
 class Status(StrEnum):
@@ -244,25 +245,22 @@ class Run:
                 await asyncio.shield(self._process.remove())
 
     async def _outcome(self) -> Result:
-        stop: Status | None = None
-        exit_: Exit | None = None
+        pump = asyncio.create_task(self._pump())
+        exited = asyncio.create_task(self._process.wait())
         try:
-            try:
-                async with asyncio.timeout(self._wall_time):
-                    stop = await self._pump()
-                    if stop is None:
-                        exit_ = await self._process.wait()
-            except TimeoutError:
-                stop = Status.TIMEOUT
+            stop = await self._until_end(pump, exited)
             elapsed = time.monotonic() - self._started
             if stop is not None:
                 await self._process.signal("SIGKILL")
-                async with asyncio.timeout(_KILL_GRACE):
-                    exit_ = await self._process.wait()
-            assert exit_ is not None
+            async with asyncio.timeout(_KILL_GRACE):
+                exit_ = await exited
+            stop = stop or await self._drain(pump)
         except Exception:
             log.exception("run %s (%s) failed inside the sandbox", self.id, self.language.id)
             return self._failure()
+        finally:
+            pump.cancel()
+            exited.cancel()
         return Result(
             status=self._status(stop, exit_),
             exit_code=exit_.exit_code,
@@ -270,6 +268,32 @@ class Run:
             execution_time=round(elapsed, 4),
             output_truncated=self._truncated,
         )
+
+    async def _until_end(
+        self, pump: asyncio.Task[Status | None], exited: asyncio.Task[Exit]
+    ) -> Status | None:
+        """Wait until the program ends, or a limit stops it (then that limit's status).
+
+        The end is the process's exit, not the end of its output: an engine may hold the
+        output open (Docker does while it still tries to deliver unread stdin).
+        """
+        try:
+            async with asyncio.timeout(self._wall_time):
+                await asyncio.wait({pump, exited}, return_when=asyncio.FIRST_COMPLETED)
+                if pump.done() and (stop := pump.result()) is not None:
+                    return stop
+                await exited
+        except TimeoutError:
+            return Status.TIMEOUT
+        return None
+
+    async def _drain(self, pump: asyncio.Task[Status | None]) -> Status | None:
+        """Output written just before the end may still be on its way: give it a moment."""
+        try:
+            async with asyncio.timeout(_DRAIN_GRACE):
+                return await pump
+        except TimeoutError:
+            return None
 
     def _failure(self) -> Result:
         return Result(
