@@ -165,7 +165,7 @@ class Session:
         )
 
     async def _abandon(self) -> None:
-        """The client left: kill its program, but still store the run."""
+        """Kill the program, and wait until its run is stored and its exit frame sent."""
         if self._relay is None:
             return
         if self.execution is not None:
@@ -175,11 +175,7 @@ class Session:
 
     async def shutdown(self) -> None:
         """Server shutdown: stop the run, let its exit frame out, then say goodbye."""
-        if self.execution is not None:
-            await self.execution.run.kill()
-        if self._relay is not None:
-            with contextlib.suppress(Exception):
-                await self._relay
+        await self._abandon()
         with contextlib.suppress(Exception):
             await self.websocket.close(GOING_AWAY)
 
