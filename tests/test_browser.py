@@ -156,3 +156,27 @@ async def test_narrow_window_and_dark_mode(browser: Browser, server: ServerProce
         await page.screenshot(path=str(ARTIFACTS / "editor-narrow-dark.png"), full_page=True)
     finally:
         await context.close()
+
+
+async def test_a_lost_connection_is_explained_and_the_next_run_reconnects(
+    page: Page, tmp_path: Path
+) -> None:
+    server = ServerProcess(tmp_path).start()
+    try:
+        await sign_up(page, server)
+        await set_code(page, "python", "print('before')\n")
+        await page.click("#run")
+        await expect_status(page, "success")
+        server.stop()  # the server goes away under the open page
+        await expect(page.locator("#message")).to_contain_text(
+            "reconnect when you run code again", timeout=RUN_TIMEOUT
+        )
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "closed")
+        server.start()  # back on the same port, same database and token secret
+        await set_code(page, "python", "print('after')\n")
+        await page.click("#run")
+        await expect_terminal(page, "after")
+        await expect_status(page, "success")
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    finally:
+        server.stop()
