@@ -70,6 +70,7 @@ def container_config(image: str, language: Language, limits: Limits) -> dict[str
                 {"Name": "core", "Soft": 0, "Hard": 0},
             ],
             "IpcMode": "private",
+            "ShmSize": 1024 * 1024,
             "LogConfig": {"Type": "none"},  # output goes to the client, never to the disk
         },
     }

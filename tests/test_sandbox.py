@@ -307,6 +307,28 @@ async def test_filesystem_is_read_only_but_tmp(backend: DockerBackend) -> None:
     ]
 
 
+async def test_the_only_writable_places_are_small_noexec_tmpfs(backend: DockerBackend) -> None:
+    done = await run_to_end(
+        backend,
+        "python",
+        code("""
+            import os
+            for line in open("/proc/mounts"):
+                _, point, kind, options, *_ = line.split()
+                # Docker masks /proc/keys and such with /dev/null: files, not places to write.
+                writable = "rw" in options.split(",") and os.access(point, os.W_OK)
+                if writable and os.path.isdir(point):
+                    stat = os.statvfs(point)
+                    print(point, kind, "noexec" in options, stat.f_blocks * stat.f_frsize)
+        """),
+    )
+    writable = {line.split()[0]: line.split()[1:] for line in done.stdout.decode().splitlines()}
+    assert writable["/tmp"] == ["tmpfs", "True", str(16 * 1024 * 1024)]
+    # POSIX semaphores (multiprocessing) need /dev/shm: kept, but at 1 MB.
+    assert writable["/dev/shm"] == ["tmpfs", "True", str(1024 * 1024)]
+    assert set(writable) <= {"/tmp", "/dev/shm", "/dev/mqueue"}
+
+
 async def test_runs_as_non_root_without_capabilities(backend: DockerBackend) -> None:
     done = await run_to_end(
         backend,
@@ -345,6 +367,7 @@ async def test_container_carries_every_isolation_flag(backend: DockerBackend) ->
     assert host["MemorySwap"] == host["Memory"]
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64
+    assert host["ShmSize"] == 1024 * 1024
     assert "/tmp" in host["Tmpfs"]
     assert {u["Name"] for u in host["Ulimits"]} >= {"nofile", "fsize"}
 
