@@ -1,4 +1,4 @@
-"""A real execstream server in a subprocess, for end-to-end tests."""
+"""A real execstream server in a subprocess, for the end-to-end tests and the benchmark."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+PASSWORD = "correct horse battery"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -21,13 +23,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``execstream serve`` on a free port with its own data folder."""
+    """``execstream serve`` on a free port of 127.0.0.1, with its own data folder.
+
+    It runs in a session of its own, so a Ctrl-C in the terminal does not reach it: whoever
+    started it stops it with SIGTERM when done with it. A restart keeps port and folder.
+    """
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.env = {
             **os.environ,
+            "EXECSTREAM_HOST": "127.0.0.1",
             "EXECSTREAM_PORT": str(self.port),
             "EXECSTREAM_DATA_DIR": str(data_dir),
             "EXECSTREAM_LOG_LEVEL": "warning",
@@ -44,7 +51,24 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/code/ws"
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"the server on port {self.port} is not running")
+        return self.process.pid
+
+    @property
+    def owner(self) -> str:
+        """The ``execstream.server`` label on the containers this server makes."""
+        return f"{socket.gethostname()}:{self.pid}"
+
     def start(self, timeout: float = 60) -> ServerProcess:
+        self.launch()
+        self.ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process; ``ready`` waits until it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
@@ -52,44 +76,44 @@ class ServerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+
+    def ready(self, timeout: float = 60) -> None:
+        process = self.process
+        if process is None:
+            raise RuntimeError(f"the server on port {self.port} was not launched")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise RuntimeError(f"server exited at start:\n{self.log.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log.read_text()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Send ``sig``, then SIGKILL if it has not ended within ``timeout`` seconds."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(sig)
         try:
-            return self.process.wait(timeout)
+            return process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-        finally:
-            self.process = None
+            process.kill()
+            return process.wait()
 
     def new_user(self) -> tuple[str, str]:
-        """Register a fresh user; returns (username, token)."""
+        """Register a fresh user and sign in; returns (username, token)."""
         username = f"u{uuid.uuid4().hex[:12]}"
-        password = "correct horse battery"
-        response = httpx.post(
-            f"{self.url}/api/v1/auth/register",
-            json={"username": username, "password": password},
-        )
-        response.raise_for_status()
-        token = httpx.post(
-            f"{self.url}/api/v1/auth/token", data={"username": username, "password": password}
-        )
+        credentials = {"username": username, "password": PASSWORD}
+        httpx.post(f"{self.url}/api/v1/auth/register", json=credentials).raise_for_status()
+        token = httpx.post(f"{self.url}/api/v1/auth/token", data=credentials)
         token.raise_for_status()
-        return username, token.json()["access_token"]
+        return username, str(token.json()["access_token"])
