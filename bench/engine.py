@@ -103,12 +103,7 @@ class Engine:
                 t3 = time.perf_counter()
                 await stream.write_in(program)
                 t4 = time.perf_counter()
-                while True:
-                    message = await stream.read_out()
-                    if message is None:
-                        raise RuntimeError(f"{language_id}: output closed before any stdout")
-                    if message.stream == 1 and message.data:
-                        break
+                await _first_stdout(stream, language_id)
                 t5 = time.perf_counter()
             finally:
                 await self._remove(container, stream)
@@ -133,12 +128,7 @@ class Engine:
                 for _, stream in started:
                     t0 = time.perf_counter()
                     await stream.write_in(program)
-                    while True:
-                        message = await stream.read_out()
-                        if message is None:
-                            raise RuntimeError(f"{language_id}: output closed before any stdout")
-                        if message.stream == 1 and message.data:
-                            break
+                    await _first_stdout(stream, language_id)
                     times.append(time.perf_counter() - t0)
                     await asyncio.sleep(0.05)
         finally:
@@ -234,3 +224,13 @@ class Engine:
                     removed += 1
         self.live.clear()
         return removed
+
+
+async def _first_stdout(stream: Stream, language_id: str) -> None:
+    """Read until the program's first stdout byte."""
+    while True:
+        message = await stream.read_out()
+        if message is None:
+            raise RuntimeError(f"{language_id}: output closed before any stdout")
+        if message.stream == 1 and message.data:
+            return
