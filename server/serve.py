@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 
 import uvicorn
@@ -14,6 +15,19 @@ from server.config import Settings
 # Room for the largest legal frame and then some: bigger frames are refused by our own
 # check with an ``error`` frame; only absurd ones make uvicorn drop the connection.
 WS_MAX_SIZE = 4 * 1024 * 1024
+
+
+class RedactTokens(logging.Filter):
+    """Browsers put their token in the WebSocket's query string; keep it out of the logs."""
+
+    pattern = re.compile(r"(token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = self.pattern.sub(r"\1[redacted]", str(record.msg))
+        return True
 
 
 class DrainingServer(uvicorn.Server):
@@ -48,4 +62,8 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=15,
     )
-    DrainingServer(config, app).run()
+    server = DrainingServer(config, app)
+    # Uvicorn sets its loggers up when the config loads; filters go on after that.
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(RedactTokens())
+    server.run()

@@ -87,3 +87,18 @@ async def test_shutdown_kills_runs_tells_clients_and_leaves_no_container(tmp_pat
         left = await docker.containers.list(all=True, filters={"label": [f"{LABEL}=true"]})
     owners = [c._container["Labels"].get(SERVER_LABEL, "") for c in left]
     assert not [o for o in owners if o.endswith(f":{pid}")]
+
+
+async def test_tokens_in_the_query_string_stay_out_of_the_logs(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, EXECSTREAM_LOG_LEVEL="info").start()
+    try:
+        _, token = server.new_user()
+        async with connect(f"{server.ws_url}?token={token}") as ws:
+            await ws.send(json.dumps({"type": "run", "language": "python", "code": "print(1)"}))
+            while json.loads(await ws.recv())["type"] != "exit":
+                pass
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "WebSocket /api/v1/code/ws?token=[redacted]" in log
+    assert token not in log
