@@ -131,6 +131,18 @@ async def test_a_student_session(page: Page, server: ServerProcess) -> None:
 
 async def test_errors_from_the_server_are_shown(page: Page, server: ServerProcess) -> None:
     await sign_up(page, server)
+    # End of input from the button: the program reads to EOF, then answers.
+    await set_code(page, "python", "import sys\nprint(len(sys.stdin.read().split()), 'words')\n")
+    await page.click("#run")
+    await expect(page.locator("#eof")).to_be_enabled(timeout=RUN_TIMEOUT)
+    await page.click("#terminal")
+    await page.keyboard.type("one two")
+    await page.keyboard.press("Enter")
+    await page.keyboard.type("three")
+    await page.click("#eof")
+    await expect_terminal(page, "3 words")
+    await expect_status(page, "success")
+
     await set_code(page, "python", "#" * 51_201)
     await page.click("#run")
     await expect(page.locator("#status")).to_contain_text("51200", timeout=RUN_TIMEOUT)

@@ -317,6 +317,24 @@ async def test_a_websocket_run_lands_in_history(server: ServerProcess, user) -> 
     assert record["status"] == frame["status"] == "success"
 
 
+async def test_a_run_the_client_abandoned_is_stored_as_killed(server: ServerProcess, user) -> None:
+    from websockets.asyncio.client import connect
+
+    ws = await connect(f"{server.ws_url}?token={user[1]}")
+    code = "print('partial', flush=True)\nimport time\ntime.sleep(60)"
+    await ws.send(json.dumps({"type": "run", "language": "python", "code": code}))
+    while json.loads(await ws.recv())["type"] != "output":
+        pass
+    await ws.close()
+    with api(server, user[1]) as client:
+        async with asyncio.timeout(10):
+            while not (records := client.get("/api/v1/code/history").json()):
+                await asyncio.sleep(0.1)
+    assert records[0]["status"] == "killed"
+    assert records[0]["output"] == "partial\n"
+    assert records[0]["code"] == code
+
+
 async def test_input_typed_into_a_run_is_kept_in_history(server: ServerProcess, user) -> None:
     from client import ExecClient
 
