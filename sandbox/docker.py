@@ -143,6 +143,18 @@ class DockerProcess:
         await remove_container(self.container)
 
 
+async def create_container(docker: aiodocker.Docker, config: dict[str, Any]) -> DockerContainer:
+    """Create a container; if we are cancelled meanwhile, the engine may still make it, so
+    wait for it and remove it rather than leave it behind unnamed."""
+    creating = asyncio.ensure_future(docker.containers.create(config=config))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await remove_container(await creating)
+        raise
+
+
 async def remove_container(container: DockerContainer) -> None:
     """Remove a container whatever state it is in; gone already is fine."""
     for attempt in range(3):
@@ -214,8 +226,8 @@ class DockerBackend(Backend):
 
     async def prepare(self, language: Language) -> DockerProcess:
         try:
-            container = await self.docker.containers.create(
-                config=container_config(self.image, language, self.limits)
+            container = await create_container(
+                self.docker, container_config(self.image, language, self.limits)
             )
         except ENGINE_ERRORS as exc:
             raise BackendUnavailable(f"cannot create a container: {exc}") from exc
@@ -252,8 +264,9 @@ class DockerBackend(Backend):
 
     async def _read_versions(self) -> dict[str, str]:
         """The runtime versions recorded in the image at build time."""
-        container = await self.docker.containers.create(
-            config={"Image": self.image, "Labels": {LABEL: "true", SERVER_LABEL: server_id()}}
+        container = await create_container(
+            self.docker,
+            {"Image": self.image, "Labels": {LABEL: "true", SERVER_LABEL: server_id()}},
         )
         try:
             archive = await container.get_archive(f"{LAUNCHERS}/versions.json")

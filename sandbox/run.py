@@ -330,6 +330,10 @@ class Run:
             return stop
         if exit_.oom_killed:
             return Status.MEMORY_LIMIT
-        if self._stop_requested or (self._signalled and exit_.signal is not None):
+        # A program sent a signal on request that then dies of it, or fails (it may have been
+        # hit before its own handlers were up), was stopped; one that handles it and exits 0
+        # was not.
+        stopped = exit_.signal is not None or exit_.exit_code != 0
+        if self._stop_requested or (self._signalled and stopped):
             return Status.KILLED
         return Status.SUCCESS if exit_.exit_code == 0 else Status.ERROR

@@ -109,3 +109,13 @@ async def test_containers_of_a_dead_server_are_removed_at_start(settings: Settin
     await backend.open()
     await backend.close()
     assert orphan.id not in await managed_containers()
+
+
+async def test_closing_while_the_pool_fills_leaves_nothing_behind(settings: Settings) -> None:
+    before = set(await managed_containers())
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
+        backend = DockerBackend(settings.limits, settings.image, pool_size=2)
+        await backend.open()
+        await asyncio.sleep(delay)  # close in the middle of creating, attaching, starting
+        await backend.close()
+    assert set(await managed_containers()) <= before

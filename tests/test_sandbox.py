@@ -408,7 +408,10 @@ async def test_a_handled_signal_lets_the_program_finish(backend: DockerBackend) 
 
 
 async def test_a_program_not_reading_stdin_cannot_block_a_stop(backend: DockerBackend) -> None:
-    run = await backend.start(RunRequest("python", "import time\ntime.sleep(30)"))
+    run = await backend.start(
+        RunRequest("python", "import time\nprint('up', flush=True)\ntime.sleep(30)")
+    )
+    await read_until(run, b"up\n")
     with pytest.raises(StdinBacklog):
         for _ in range(10):
             await run.write_stdin(b"x" * 100_000)  # nobody reads it: it piles up, then is refused
@@ -417,6 +420,15 @@ async def test_a_program_not_reading_stdin_cannot_block_a_stop(backend: DockerBa
     result = (await collect(run)).result
     assert result.status is Status.KILLED
     assert time.monotonic() - started < 5
+
+
+async def test_a_signal_that_lands_before_the_program_runs_still_stops_it(
+    backend: DockerBackend,
+) -> None:
+    run = await backend.start(RunRequest("python", "import time\ntime.sleep(30)"))
+    await run.signal("SIGINT")  # at once: it may hit the interpreter before user code runs
+    result = (await collect(run)).result
+    assert result.status is Status.KILLED
 
 
 async def test_kill(backend: DockerBackend) -> None:
