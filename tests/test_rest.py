@@ -121,7 +121,7 @@ def test_expired_tampered_and_orphan_tokens_are_refused(server: ServerProcess, u
     secret = load_secret(server.data_dir)
     expired, _ = Tokens(secret, timedelta(seconds=-5)).issue(1, user[0])
     orphan, _ = Tokens(secret, timedelta(minutes=5)).issue(987654, "ghost")
-    forged, _ = Tokens("not-the-secret", timedelta(minutes=5)).issue(1, user[0])
+    forged, _ = Tokens("not-the-secret-" * 4, timedelta(minutes=5)).issue(1, user[0])
     header, payload, signature = user[1].split(".")
     flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
     cases = {
