@@ -373,3 +373,13 @@ def test_health_and_unknown_routes(server: ServerProcess) -> None:
     assert health.json()["sandbox"]["backend"] == "docker"
     assert health.json()["database"]["ok"] is True
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(server: ServerProcess) -> None:
+    with api(server, None) as client:
+        page = client.get("/projects/3/editor")
+        vendor = client.get("/vendor/@xterm/xterm/lib/xterm.js")
+    assert page.status_code == 200 and "<title>execstream</title>" in page.text
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "object-src 'none'" in policy
+    assert vendor.status_code == 200
