@@ -11,6 +11,7 @@ from sandbox.errors import (
     InvalidTimeout,
     SandboxError,
     StdinBacklog,
+    StdinTooLarge,
     TooManyRuns,
     UnknownLanguage,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "SandboxError",
     "Status",
     "StdinBacklog",
+    "StdinTooLarge",
     "TooManyRuns",
     "UnknownLanguage",
     "get_language",

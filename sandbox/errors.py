@@ -44,6 +44,13 @@ class BackendUnavailable(SandboxError):
     code = "backend_unavailable"
 
 
+class StdinTooLarge(SandboxError):
+    code = "stdin_too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"stdin is {size} bytes of UTF-8; the limit is {limit} bytes")
+
+
 class TooManyRuns(SandboxError):
     """A cap on concurrent runs was reached; trying again later will work."""
 

@@ -40,10 +40,6 @@ async def execute(request: Request) -> Response:
     state = services(request)
     user = await authenticate(request, state.db, state.tokens)
     body = await json_body(request, ExecuteRequest)
-    if body.stdin is not None and len(body.stdin.encode()) > state.settings.stdin_bytes:
-        raise ApiError(
-            413, "stdin_too_large", f"stdin is limited to {state.settings.stdin_bytes} bytes"
-        )
     spec = RunSpec(
         language=body.language,
         code=body.code,

@@ -11,6 +11,7 @@ from sandbox import (
     CodeTooLarge,
     InvalidTimeout,
     SandboxError,
+    StdinTooLarge,
     TooManyRuns,
     UnknownLanguage,
 )
@@ -42,6 +43,7 @@ class ProtocolError(Exception):
 _SANDBOX_STATUS: dict[type[SandboxError], int] = {
     UnknownLanguage: 400,
     CodeTooLarge: 413,
+    StdinTooLarge: 413,
     InvalidTimeout: 422,
     BackendUnavailable: 503,
     TooManyRuns: 429,

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sandbox import Backend, Result, Run, RunRequest, TooManyRuns
+from sandbox import Backend, Result, Run, RunRequest, StdinTooLarge, TooManyRuns
 from sandbox.run import StreamName
 from storage import Database
 
@@ -105,9 +105,11 @@ class RunService:
         self._slots: Counter[int] = Counter()
 
     async def start(self, user_id: int, spec: RunSpec) -> Execution:
-        """Start a run; raises a ``SandboxError`` when the sandbox refuses it."""
-        self._take_slot(user_id)
+        """Start a run; raises a ``SandboxError`` when it is refused."""
         stdin = None if spec.stdin is None else spec.stdin.encode()
+        if stdin is not None and len(stdin) > self.stdin_bytes:
+            raise StdinTooLarge(len(stdin), self.stdin_bytes)
+        self._take_slot(user_id)
         try:
             run = await self.backend.start(
                 RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)

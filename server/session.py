@@ -43,13 +43,11 @@ class Session:
         user_id: int,
         runs: RunService,
         max_frame_bytes: int,
-        stdin_bytes: int,
     ) -> None:
         self.websocket = websocket
         self.user_id = user_id
         self.runs = runs
         self.max_frame_bytes = max_frame_bytes
-        self.stdin_bytes = stdin_bytes
         self.execution: Execution | None = None
         self._relay: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
@@ -121,8 +119,6 @@ class Session:
     async def _start(self, message: RunMessage) -> None:
         if self._relay is not None and not self._relay.done():
             raise ProtocolError("run_active", "a run is active: wait for its exit frame")
-        if message.stdin is not None and len(message.stdin.encode()) > self.stdin_bytes:
-            raise ProtocolError("stdin_too_large", f"stdin is limited to {self.stdin_bytes} bytes")
         spec = RunSpec(
             language=message.language,
             code=message.code,

@@ -28,7 +28,6 @@ async def code_socket(websocket: WebSocket) -> None:
         user_id=user.id,
         runs=state.runs,
         max_frame_bytes=settings.max_frame_bytes,
-        stdin_bytes=settings.stdin_bytes,
     )
     state.sessions.add(session)
     try:

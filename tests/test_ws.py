@@ -183,6 +183,8 @@ async def test_each_malformed_frame_gets_its_error_and_the_socket_goes_on(
         assert (await next_frame(ws))["code"] == "binary_frame"
         await ws.send(json.dumps({"type": "stdin", "data": "x" * 200_000}))
         assert (await next_frame(ws))["code"] == "frame_too_large"
+        await run(ws, "print(1)", stdin="y" * 70_000)
+        assert (await next_frame(ws))["code"] == "stdin_too_large"
         await run(ws, "#" * 51_201)
         too_large = await next_frame(ws)
         assert too_large["code"] == "code_too_large" and "51200" in too_large["message"]
