@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -16,6 +15,7 @@ from server.errors import ApiError, from_sandbox
 from server.http import json_body, validate
 from server.runs import RunSpec
 from server.services import services
+from storage import CodeExecution
 
 MAX_PAGE = 100
 
@@ -131,8 +131,7 @@ def _execution_id(request: Request) -> int:
     return int(raw)
 
 
-def record_json(record: Any) -> dict[str, Any]:
-    created: datetime = record.created_at
+def record_json(record: CodeExecution) -> dict[str, Any]:
     return {
         "id": record.id,
         "project_id": record.project_id,
@@ -146,7 +145,7 @@ def record_json(record: Any) -> dict[str, Any]:
         "status": record.status,
         "execution_time": record.execution_time,
         "output_truncated": record.output_truncated,
-        "created_at": created.isoformat(),
+        "created_at": record.created_at.isoformat(),
     }
 
 
