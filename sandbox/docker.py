@@ -9,6 +9,9 @@ import logging
 import os
 import signal as signals
 import socket
+import uuid
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import aiodocker
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 
 LABEL = "execstream.managed"
 SERVER_LABEL = "execstream.server"
+OWNER_LABEL = "execstream.owner"
+"""The id of the server instance that made a container (it outlives a restart's pid)."""
 FOLDER = "/tmp"
 LAUNCHERS = "/opt/execstream"
 USER = "10001:10001"
@@ -38,7 +43,16 @@ def server_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def container_config(image: str, language: Language, limits: Limits) -> dict[str, Any]:
+def new_owner_id(prefix: str | None = None) -> str:
+    """A fresh instance id: ``prefix`` (the host by default), then random hex."""
+    return f"{prefix or socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+
+
+def labels(owner: str, **extra: str) -> dict[str, str]:
+    return {LABEL: "true", SERVER_LABEL: server_id(), OWNER_LABEL: owner, **extra}
+
+
+def container_config(image: str, language: Language, limits: Limits, owner: str) -> dict[str, Any]:
     """Everything that isolates one run. Each flag here is part of the security model."""
     return {
         "Image": image,
@@ -53,7 +67,7 @@ def container_config(image: str, language: Language, limits: Limits) -> dict[str
         "StdinOnce": True,  # our end-of-file closes the program's stdin
         "Tty": False,
         "NetworkDisabled": True,
-        "Labels": {LABEL: "true", SERVER_LABEL: server_id(), "execstream.language": language.id},
+        "Labels": labels(owner, **{"execstream.language": language.id}),
         "HostConfig": {
             "NetworkMode": "none",
             "ReadonlyRootfs": True,
@@ -174,10 +188,16 @@ class DockerBackend(Backend):
     name = "docker"
 
     def __init__(
-        self, limits: Limits, image: str, docker_url: str | None = None, pool_size: int = 0
+        self,
+        limits: Limits,
+        image: str,
+        docker_url: str | None = None,
+        pool_size: int = 0,
+        owner: str | None = None,
     ) -> None:
         super().__init__(limits, pool_size)
         self.image = image
+        self.owner = owner or new_owner_id()
         self._docker_url = docker_url
         self._docker: aiodocker.Docker | None = None
 
@@ -227,7 +247,7 @@ class DockerBackend(Backend):
     async def prepare(self, language: Language) -> DockerProcess:
         try:
             container = await create_container(
-                self.docker, container_config(self.image, language, self.limits)
+                self.docker, container_config(self.image, language, self.limits, self.owner)
             )
         except ENGINE_ERRORS as exc:
             raise BackendUnavailable(f"cannot create a container: {exc}") from exc
@@ -262,11 +282,30 @@ class DockerBackend(Backend):
             log.warning("removed %d container(s) left behind by an earlier server", removed)
         return removed
 
+    async def owners(self) -> Counter[str]:
+        """How many managed containers each owner (an instance id) has on the engine."""
+        containers = await self.docker.containers.list(
+            all=True, filters={"label": [f"{LABEL}=true"]}
+        )
+        return Counter(c._container.get("Labels", {}).get(OWNER_LABEL, "") for c in containers)
+
+    async def remove_owned_by(self, owners: Iterable[str]) -> int:
+        """Remove every managed container of the given owners; how many were removed."""
+        removed = 0
+        for owner in set(owners):
+            containers = await self.docker.containers.list(
+                all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
+            )
+            for container in containers:
+                await remove_container(container)
+                removed += 1
+        return removed
+
     async def _read_versions(self) -> dict[str, str]:
         """The runtime versions recorded in the image at build time."""
         container = await create_container(
             self.docker,
-            {"Image": self.image, "Labels": {LABEL: "true", SERVER_LABEL: server_id()}},
+            {"Image": self.image, "Labels": labels(self.owner)},
         )
         try:
             archive = await container.get_archive(f"{LAUNCHERS}/versions.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    instance_prefix: str = Field(default_factory=socket.gethostname)
+    """Start of this server instance's id (then random hex): it labels the containers it makes."""
 
     # Sandbox
     backend: Literal["docker", "local"] = "docker"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from sandbox import Backend
-from sandbox.docker import DockerBackend
+from sandbox.docker import DockerBackend, new_owner_id
 from sandbox.local import LocalBackend
 from server.auth import Tokens
 from server.config import Settings
@@ -28,7 +28,13 @@ DRAIN_SECONDS = 10.0
 def make_backend(settings: Settings) -> Backend:
     if settings.backend == "local":
         return LocalBackend(settings.limits, settings.pool_size)
-    return DockerBackend(settings.limits, settings.image, settings.docker_url, settings.pool_size)
+    return DockerBackend(
+        settings.limits,
+        settings.image,
+        settings.docker_url,
+        settings.pool_size,
+        owner=new_owner_id(settings.instance_prefix),
+    )
 
 
 @dataclass

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import aiodocker
 import pytest
 
-from sandbox.docker import LABEL, DockerBackend
+from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
 from server.config import Settings
 from tests.server import ServerProcess
+
+# Every server and backend this suite starts names its containers with this prefix (servers
+# inherit the environment), so the suite counts only its own: a `make run` on the same engine
+# may hold containers of its own meanwhile.
+SUITE = f"suite-{uuid.uuid4().hex[:8]}"
+os.environ["EXECSTREAM_INSTANCE_PREFIX"] = SUITE
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +32,9 @@ async def backend(
 ) -> AsyncIterator[DockerBackend]:
     """The Docker backend, once with the warm pool off and once on: behaviour must not differ."""
     pool_size = 0 if request.param == "cold" else 2
-    backend = DockerBackend(settings.limits, settings.image, pool_size=pool_size)
+    backend = DockerBackend(
+        settings.limits, settings.image, pool_size=pool_size, owner=new_owner_id(SUITE)
+    )
     await backend.open()
     yield backend
     await backend.close()
@@ -35,6 +45,8 @@ async def containers_running(command: str) -> list[str]:
     found = []
     async with aiodocker.Docker() as docker:
         for container in await docker.containers.list(filters={"label": [f"{LABEL}=true"]}):
+            if not ours(container):
+                continue
             try:
                 top = await container.top()
             except aiodocker.DockerError:
@@ -54,10 +66,15 @@ async def wait_gone(container_id: str, seconds: float = 2.0) -> bool:
     return True
 
 
+def ours(container: aiodocker.containers.DockerContainer) -> bool:
+    return str(container._container.get("Labels", {}).get(OWNER_LABEL, "")).startswith(SUITE)
+
+
 async def managed_containers() -> list[str]:
+    """The managed containers this suite made (whatever else shares the engine)."""
     async with aiodocker.Docker() as docker:
         containers = await docker.containers.list(all=True, filters={"label": [f"{LABEL}=true"]})
-        return [c.id for c in containers]
+        return [c.id for c in containers if ours(c)]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -8,9 +8,9 @@ import aiodocker
 import pytest
 
 from sandbox import LANGUAGES, RunRequest, Status
-from sandbox.docker import LABEL, SERVER_LABEL, DockerBackend
+from sandbox.docker import LABEL, OWNER_LABEL, SERVER_LABEL, DockerBackend, new_owner_id
 from server.config import Settings
-from tests.conftest import managed_containers, wait_gone
+from tests.conftest import SUITE, managed_containers, wait_gone
 from tests.helpers import collect
 
 pytestmark = pytest.mark.docker
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture
 async def warm(settings: Settings):
-    backend = DockerBackend(settings.limits, settings.image, pool_size=2)
+    backend = DockerBackend(settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE))
     await backend.open()
     await filled(backend)
     yield backend
@@ -87,7 +87,7 @@ async def test_a_warm_container_that_died_is_replaced_by_a_cold_one(warm: Docker
 
 
 async def test_close_removes_every_idle_container(settings: Settings) -> None:
-    backend = DockerBackend(settings.limits, settings.image, pool_size=2)
+    backend = DockerBackend(settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE))
     await backend.open()
     await filled(backend)
     idle = [p.id for ps in backend.pool._idle.values() for p in ps]  # type: ignore[attr-defined]
@@ -102,10 +102,14 @@ async def test_containers_of_a_dead_server_are_removed_at_start(settings: Settin
             config={
                 "Image": settings.image,
                 "Cmd": ["sleep", "60"],
-                "Labels": {LABEL: "true", SERVER_LABEL: "some-host:999999"},
+                "Labels": {
+                    LABEL: "true",
+                    SERVER_LABEL: "some-host:999999",
+                    OWNER_LABEL: new_owner_id(SUITE),
+                },
             }
         )
-    backend = DockerBackend(settings.limits, settings.image, pool_size=0)
+    backend = DockerBackend(settings.limits, settings.image, pool_size=0, owner=new_owner_id(SUITE))
     await backend.open()
     await backend.close()
     assert orphan.id not in await managed_containers()
@@ -114,7 +118,9 @@ async def test_containers_of_a_dead_server_are_removed_at_start(settings: Settin
 async def test_closing_while_the_pool_fills_leaves_nothing_behind(settings: Settings) -> None:
     before = set(await managed_containers())
     for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
-        backend = DockerBackend(settings.limits, settings.image, pool_size=2)
+        backend = DockerBackend(
+            settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE)
+        )
         await backend.open()
         await asyncio.sleep(delay)  # close in the middle of creating, attaching, starting
         await backend.close()
