@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import concurrent.futures
+import contextlib
 import getpass
 import os
 import signal
@@ -39,6 +41,9 @@ _NOTES = {
     Status.INTERNAL_ERROR: "the server failed to run the program",
 }
 _READ_SIZE = 16 * 1024
+# Chunks read ahead of what the server has taken: enough to keep the window full, no more
+# (a 20 MB file piped in is not read into memory all at once).
+_READ_AHEAD = 8
 
 Send = Callable[[], Awaitable[None]]
 
@@ -109,10 +114,13 @@ class _Session:
     """One run wired to this terminal: output out, typed input in, Ctrl-C as signals."""
 
     def __init__(self) -> None:
-        self.outbox: asyncio.Queue[Send] = asyncio.Queue()
+        # Input in order, then its end. Signals do not go through it: they never wait for
+        # input the program has not read yet.
+        self.outbox: asyncio.Queue[Send] = asyncio.Queue(_READ_AHEAD)
         self.client: ExecClient | None = None
         """Set once the program has started: from then on Ctrl-C is a signal to it."""
         self.interrupts = 0
+        self._signals: set[asyncio.Task[None]] = set()
 
     async def run(
         self, args: argparse.Namespace, code: str, token: str | None, password: str | None
@@ -139,7 +147,14 @@ class _Session:
             return
         name: SignalName = "SIGKILL" if self.interrupts else "SIGINT"
         self.interrupts += 1
-        self.outbox.put_nowait(partial(self.client.send_signal, name))
+        sending = asyncio.create_task(self._signal(self.client, name))
+        self._signals.add(sending)
+        sending.add_done_callback(self._signals.discard)
+
+    @staticmethod
+    async def _signal(client: ExecClient, name: SignalName) -> None:
+        with contextlib.suppress(ConnectionLost):  # the run's to report
+            await client.send_signal(name)
 
     def _show(self, client: ExecClient, event: Event) -> None:
         if isinstance(event, Started):
@@ -166,8 +181,12 @@ def _read_stdin(
     """Forward this process's stdin, as it is typed or piped, then its end as ``eof``.
 
     A thread, because blocking reads work on every kind of stdin (a terminal, a pipe, a
-    file), where the event loop's readers refuse regular files.
+    file), where the event loop's readers refuse regular files. It reads no further ahead
+    than the outbox holds: the program's reading paces it.
     """
+
+    def put(send: Send) -> None:
+        asyncio.run_coroutine_threadsafe(outbox.put(send), loop).result()
 
     def pump() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -179,11 +198,11 @@ def _read_stdin(
             text = decoder.decode(chunk, final=not chunk)
             try:
                 if text:
-                    loop.call_soon_threadsafe(outbox.put_nowait, partial(client.send_stdin, text))
+                    put(partial(client.send_stdin, text))
                 if not chunk:
-                    loop.call_soon_threadsafe(outbox.put_nowait, client.send_eof)
+                    put(client.send_eof)
                     return
-            except RuntimeError:  # the loop has closed: the run is over
+            except (RuntimeError, concurrent.futures.CancelledError):  # the run is over
                 return
 
     threading.Thread(target=pump, name="execstream-stdin", daemon=True).start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
@@ -32,6 +34,7 @@ from server.protocol import (
     SignalMessage,
     SignalName,
     Started,
+    StdinAck,
     StdinMessage,
 )
 
@@ -40,6 +43,9 @@ WS_PATH = "/api/v1/code/ws"
 # Characters per stdin frame: even if every one is a control character that JSON spells as
 # six bytes, the frame stays under the server's 128 KB limit.
 _STDIN_CHUNK = 16 * 1024
+_UTF8_MAX = 4  # bytes per character, at most
+
+Phase = Literal["idle", "starting", "running"]
 
 
 def ws_url(url: str) -> str:
@@ -58,6 +64,11 @@ class ExecClient:
 
     One run at a time: ``stream`` or ``run`` it, and meanwhile ``send_stdin``, ``send_eof``
     and ``send_signal`` from any task. ``send`` and ``receive`` are the raw frames.
+
+    Input follows the protocol's flow control: at most the run's ``stdin_window`` bytes are
+    in flight (sent, not yet acknowledged by a ``stdin_ack``), so ``send_stdin`` waits while
+    the program does not read; it needs someone reading the run's frames meanwhile (the
+    ``stream`` being iterated). Signals never wait behind input.
     """
 
     def __init__(
@@ -75,6 +86,15 @@ class ExecClient:
         self.open_timeout = open_timeout
         self._websocket: ClientConnection | None = None
         self._running = False
+        # Flow control of the current run's input (docs/protocol.md, "Flow control").
+        self._phase: Phase = "idle"
+        self._window = 0
+        self._sent = 0
+        self._acked = 0
+        self._credit = asyncio.Event()
+        """Set whenever what may be sent changes: a window opens or grows, a run ends."""
+        self._stdin_lock = asyncio.Lock()
+        self._lost: ConnectionLost | None = None
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -133,9 +153,10 @@ class ExecClient:
     ) -> AsyncIterator[Event]:
         """Start a run; yield its events as they come, up to and including its ``exit``.
 
-        An ``error`` frame raises ``ServerError``. ``stdin`` given here is the whole input;
-        leave it out to type with ``send_stdin``. A stream left before its ``exit`` leaves
-        the run going: the socket cannot start another.
+        An ``error`` frame raises ``ServerError``. ``stdin`` given here is the whole input,
+        of any size: it is sent as the program reads it, then end-of-file. Leave it out to
+        type with ``send_stdin``. A stream left before its ``exit`` leaves the run going: the
+        socket cannot start another.
         """
         if self._running:
             raise ClientError("the previous run on this socket has not ended", "run_active")
@@ -143,7 +164,6 @@ class ExecClient:
             type="run",
             language=language,
             code=code,
-            stdin=stdin,
             timeout=timeout,
             project_id=project_id,
             save_history=save_history,
@@ -151,21 +171,31 @@ class ExecClient:
         await self.send(run)
         self._running = True
         started = False
-        while True:
-            message = await self.receive()
-            if isinstance(message, ErrorMessage):
-                if message.code == "no_active_run":
-                    # A stdin, eof or signal frame that crossed the end of a run: harmless.
+        feeder: asyncio.Task[None] | None = None
+        try:
+            while True:
+                message = await self.receive()
+                if isinstance(message, StdinAck):
                     continue
-                # Before `started` the error answers the run, which never began.
-                self._running = started
-                raise ServerError(message.code, message.message)
-            started = started or isinstance(message, Started)
-            # Cleared before yielding: a caller may stop iterating at the exit event.
-            self._running = not isinstance(message, ExitMessage)
-            yield message
-            if not self._running:
-                return
+                if isinstance(message, ErrorMessage):
+                    if message.code == "no_active_run":
+                        # A stdin, eof or signal frame that crossed the end of a run: harmless.
+                        continue
+                    # Before `started` the error answers the run, which never began.
+                    self._running = started
+                    raise ServerError(message.code, message.message)
+                if isinstance(message, Started):
+                    started = True
+                    if stdin is not None:
+                        feeder = asyncio.create_task(self._feed(stdin))
+                # Cleared before yielding: a caller may stop iterating at the exit event.
+                self._running = not isinstance(message, ExitMessage)
+                yield message
+                if not self._running:
+                    return
+        finally:
+            if feeder is not None:
+                feeder.cancel()
 
     async def run(
         self,
@@ -194,13 +224,55 @@ class ExecClient:
         return RunResult.from_events(events)
 
     async def send_stdin(self, data: str) -> None:
-        """Type ``data`` into the running program."""
+        """Type ``data`` into the running program, as fast as it reads it.
+
+        Waits for room in the run's window (and, right after ``run``, for its ``started``).
+        Input for a run that has ended is dropped; with no run at all, it is sent anyway (the
+        server answers ``no_active_run``).
+        """
+        async with self._stdin_lock:
+            if self._phase == "idle":
+                await self._send_stdin_frames(data)
+                return
+            start = 0
+            while start < len(data):
+                if not await self._room(0):
+                    return
+                # A frame never needs more than the whole window, however small it is.
+                piece = data[start : start + min(_STDIN_CHUNK, max(self._window // _UTF8_MAX, 1))]
+                size = len(piece.encode(errors="surrogatepass"))
+                if not await self._room(size):
+                    return
+                self._sent += size
+                await self.send(StdinMessage(type="stdin", data=piece))
+                start += len(piece)
+
+    async def send_eof(self) -> None:
+        """Close the running program's stdin, after the input sent before it."""
+        async with self._stdin_lock:
+            await self.send(EofMessage(type="eof"))
+
+    async def _send_stdin_frames(self, data: str) -> None:
         for start in range(0, len(data), _STDIN_CHUNK):
             await self.send(StdinMessage(type="stdin", data=data[start : start + _STDIN_CHUNK]))
 
-    async def send_eof(self) -> None:
-        """Close the running program's stdin."""
-        await self.send(EofMessage(type="eof"))
+    async def _room(self, size: int) -> bool:
+        """Wait until ``size`` more bytes fit in the window; ``False`` once the run is over."""
+        while True:
+            if self._lost is not None:
+                raise self._lost
+            if self._phase == "idle":
+                return False
+            if self._phase == "running" and self._sent - self._acked + size <= self._window:
+                return True
+            self._credit.clear()
+            await self._credit.wait()
+
+    async def _feed(self, stdin: str) -> None:
+        """The whole input of ``stream(stdin=...)``, then end-of-file."""
+        with contextlib.suppress(ClientError):  # a lost connection is the stream's to report
+            await self.send_stdin(stdin)
+            await self.send_eof()
 
     async def send_signal(self, signal: SignalName = "SIGINT") -> None:
         await self.send(SignalMessage(type="signal", signal=signal))
@@ -208,6 +280,8 @@ class ExecClient:
     # Frames ----------------------------------------------------------------------------------
 
     async def send(self, message: ClientMessage) -> None:
+        if isinstance(message, RunMessage):
+            self._phase = "starting"
         await self.send_text(message.model_dump_json(exclude_none=True))
 
     async def send_json(self, data: Any) -> None:
@@ -225,11 +299,36 @@ class ExecClient:
         try:
             frame = await self.websocket.recv()
         except ConnectionClosed as exc:
-            raise _lost(exc) from exc
+            self._lost = _lost(exc)
+            self._credit.set()
+            raise self._lost from exc
         try:
-            return SERVER_MESSAGE.validate_json(frame)
+            message = SERVER_MESSAGE.validate_json(frame)
         except ValidationError as exc:
             raise InvalidFrame(f"not a frame of the protocol: {frame[:200]!r}") from exc
+        self._follow(message)
+        return message
+
+    def _follow(self, message: ServerMessage) -> None:
+        """Keep the flow control's books: a run's window opens, moves on, and closes."""
+        if isinstance(message, Started):
+            self._phase, self._window, self._sent, self._acked = (
+                "running",
+                message.stdin_window,
+                0,
+                0,
+            )
+        elif isinstance(message, StdinAck):
+            self._acked = max(self._acked, message.bytes)
+        elif isinstance(message, ExitMessage) or (
+            isinstance(message, ErrorMessage)
+            and self._phase == "starting"
+            and message.code != "no_active_run"
+        ):
+            self._phase = "idle"
+        else:
+            return
+        self._credit.set()
 
 
 def _lost(exc: ConnectionClosed) -> ConnectionLost:

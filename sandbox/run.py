@@ -145,9 +145,12 @@ class Run:
         self._stdin_pending = 0
         self._stdin_backlog_bytes = stdin_backlog_bytes
         self._stdin_closed = False
+        # Bytes of ``write_stdin`` input written into the program's stdin so far: what lets
+        # a client keep sending as fast as the program reads (the protocol's ``stdin_ack``).
+        self._stdin_taken = 0
+        self._stdin_progress = asyncio.Event()
+        self._given = stdin
         if stdin is not None:
-            self._stdin.put_nowait(stdin)
-            self._stdin.put_nowait(None)
             self._stdin_closed = True
         self._started = time.monotonic()
         self._result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -190,6 +193,22 @@ class Run:
             raise StdinBacklog(self._stdin_backlog_bytes)
         self._stdin_pending += len(data)
         self._stdin.put_nowait(data)
+
+    @property
+    def stdin_window(self) -> int:
+        """Input ``write_stdin`` accepts beyond what the program has taken, at most."""
+        return self._stdin_backlog_bytes
+
+    async def stdin_taken(self, seen: int) -> int:
+        """Wait until the program has taken more than ``seen`` bytes of input; the new total.
+
+        Counts what ``write_stdin`` queued, once written into the program's stdin (the pipe
+        holds a little more than the program has read: that is how a terminal counts too).
+        """
+        while self._stdin_taken <= seen:
+            self._stdin_progress.clear()
+            await self._stdin_progress.wait()
+        return self._stdin_taken
 
     async def close_stdin(self) -> None:
         """Send end-of-file after the input queued so far; the output keeps streaming."""
@@ -305,11 +324,19 @@ class Run:
         )
 
     async def _feed(self) -> None:
-        """Write queued input to the program, in order, then end-of-file when asked."""
+        """Write the input to the program, in order, then end-of-file when asked.
+
+        ``write`` returns once the data is in the program's pipe (or the engine's buffers on
+        the way to it), so the count of bytes taken follows the program's reading.
+        """
         with contextlib.suppress(Exception):  # the program may end without reading it all
-            while (data := await self._stdin.get()) is not None:
+            if self._given is not None:
+                await self._process.write(self._given)
+            while self._given is None and (data := await self._stdin.get()) is not None:
                 await self._process.write(data)
                 self._stdin_pending -= len(data)
+                self._stdin_taken += len(data)
+                self._stdin_progress.set()
             await self._process.close_stdin()
 
     async def _pump(self) -> Status | None:

@@ -58,6 +58,15 @@ class Started(_Message):
     run_id: str
     language: str
     version: str
+    stdin_window: int
+    """Bytes of ``stdin`` data a client may have in flight (sent, not yet acknowledged)."""
+
+
+class StdinAck(_Message):
+    """The program has taken ``bytes`` bytes (a running total) of this run's ``stdin`` data."""
+
+    type: Literal["stdin_ack"] = "stdin_ack"
+    bytes: int
 
 
 class OutputMessage(_Message):
@@ -90,7 +99,7 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    Started | OutputMessage | LimitMessage | ExitMessage | ErrorMessage,
+    Started | StdinAck | OutputMessage | LimitMessage | ExitMessage | ErrorMessage,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketState
 
 from sandbox import SandboxError, Status
+from server.audit import audit
+from server.auth import TokenError, Tokens, bearer_token
 from server.errors import ProtocolError, describe
 from server.protocol import (
     CLIENT_MESSAGE,
@@ -25,13 +27,16 @@ from server.protocol import (
     RunMessage,
     SignalMessage,
     Started,
+    StdinAck,
     StdinMessage,
 )
 from server.runs import Execution, RunService, RunSpec
+from storage import Database
 
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
 
 
 class Session:
@@ -43,11 +48,18 @@ class Session:
         user_id: int,
         runs: RunService,
         max_frame_bytes: int,
+        tokens: Tokens,
+        db: Database,
     ) -> None:
         self.websocket = websocket
         self.user_id = user_id
         self.runs = runs
         self.max_frame_bytes = max_frame_bytes
+        # The token the socket was opened with, checked again at every run: a socket must
+        # not outlive its token, or its user.
+        self._token = bearer_token(websocket) or ""
+        self._tokens = tokens
+        self._db = db
         self.execution: Execution | None = None
         self._relay: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
@@ -57,7 +69,7 @@ class Session:
     async def serve(self) -> None:
         """Handle frames until the client goes; then stop whatever it left running."""
         try:
-            while True:
+            while self.websocket.application_state is WebSocketState.CONNECTED:
                 frame = await self.websocket.receive()
                 if frame["type"] == "websocket.disconnect":
                     return
@@ -102,7 +114,8 @@ class Session:
 
     async def _handle(self, message: BaseModel) -> None:
         if isinstance(message, RunMessage):
-            await self._start(message)
+            if await self._authorized():
+                await self._start(message)
             return
         execution = self.execution
         if execution is None or execution.run.done:
@@ -113,6 +126,21 @@ class Session:
             await execution.run.close_stdin()
         elif isinstance(message, SignalMessage):
             await execution.run.signal(message.signal)
+
+    async def _authorized(self) -> bool:
+        """Whether the socket's token and user are still good; if not, say so and close."""
+        try:
+            claims = self._tokens.decode(self._token)
+            if claims.user_id != self.user_id or await self._db.get_user(self.user_id) is None:
+                raise TokenError("the token's user does not exist any more")
+        except TokenError as exc:
+            if exc.code != "token_expired":
+                audit("socket_token_refused", user=self.user_id, reason=str(exc))
+            await self.send(ErrorMessage(code="unauthorized", message=f"{exc}; nothing was run"))
+            with contextlib.suppress(Exception):
+                await self.websocket.close(POLICY_VIOLATION, reason=str(exc)[:120])
+            return False
+        return True
 
     # Running --------------------------------------------------------------------------------
 
@@ -136,10 +164,21 @@ class Session:
     async def _relay_run(self, execution: Execution) -> None:
         """Send one run's frames: started, output as it comes, limit, and exit exactly once."""
         run = execution.run
-        await self.send(Started(run_id=run.id, language=run.language.id, version=run.version))
-        async for stream, text in execution.output():
-            await self.send(OutputMessage(stream=stream, data=text))
-        result, execution_id = await self.runs.finish(execution)
+        await self.send(
+            Started(
+                run_id=run.id,
+                language=run.language.id,
+                version=run.version,
+                stdin_window=run.stdin_window,
+            )
+        )
+        acks = asyncio.create_task(self._acknowledge(execution))
+        try:
+            async for stream, text in execution.output():
+                await self.send(OutputMessage(stream=stream, data=text))
+            result, execution_id = await self.runs.finish(execution)
+        finally:
+            acks.cancel()
         if result.status is Status.OUTPUT_LIMIT:
             await self.send(
                 LimitMessage(
@@ -159,6 +198,16 @@ class Session:
                 execution_id=execution_id,
             )
         )
+
+    async def _acknowledge(self, execution: Execution) -> None:
+        """Tell the client how much of its input the program took: its window moves on.
+
+        Acknowledgements coalesce: each one carries the running total when it is sent.
+        """
+        taken = 0
+        while True:
+            taken = await execution.run.stdin_taken(taken)
+            await self.send(StdinAck(bytes=taken))
 
     async def _abandon(self) -> None:
         """Kill the program, and wait until its run is stored and its exit frame sent."""

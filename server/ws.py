@@ -28,6 +28,8 @@ async def code_socket(websocket: WebSocket) -> None:
         user_id=user.id,
         runs=state.runs,
         max_frame_bytes=settings.max_frame_bytes,
+        tokens=state.tokens,
+        db=state.db,
     )
     state.sessions.add(session)
     try:

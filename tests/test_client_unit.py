@@ -33,7 +33,14 @@ from client import (
     ws_url,
 )
 from sandbox import Status
-from server.protocol import ErrorMessage, ExitMessage, LimitMessage, OutputMessage, Started
+from server.protocol import (
+    ErrorMessage,
+    ExitMessage,
+    LimitMessage,
+    OutputMessage,
+    Started,
+    StdinAck,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = [
@@ -54,9 +61,12 @@ class Peer:
         self.frames = frames
 
     async def expect(self, kind: str) -> dict[str, Any]:
+        return await self.expect_one_of(kind)
+
+    async def expect_one_of(self, *kinds: str) -> dict[str, Any]:
         frame = json.loads(await self.websocket.recv())
         self.frames.append(frame)
-        assert frame["type"] == kind, frame
+        assert frame["type"] in kinds, frame
         return dict(frame)
 
     async def send(self, *messages: BaseModel) -> None:
@@ -98,8 +108,8 @@ class FakeServer:
         await self.script(Peer(websocket, self.frames))
 
 
-def started(run_id: str = "r1") -> Started:
-    return Started(run_id=run_id, language="python", version="3.11.2")
+def started(run_id: str = "r1", window: int = 256 * 1024) -> Started:
+    return Started(run_id=run_id, language="python", version="3.11.2", stdin_window=window)
 
 
 def out(data: str, stream: Literal["stdout", "stderr"] = "stdout") -> OutputMessage:
@@ -127,6 +137,21 @@ async def hello(peer: Peer) -> None:
         await peer.send(exited())
 
 
+async def read_all_input(peer: Peer, window: int) -> str:
+    """Play a program that reads its input slowly, checking the client keeps to ``window``."""
+    taken, received = 0, ""
+    while True:
+        frame = await peer.expect_one_of("stdin", "eof")
+        if frame["type"] == "eof":
+            return received
+        received += frame["data"]
+        in_flight = len(received.encode()) - taken
+        assert in_flight <= window, f"{in_flight} bytes in flight, window {window}"
+        await asyncio.sleep(0.001)
+        taken = len(received.encode())
+        await peer.send(StdinAck(bytes=taken))
+
+
 # The socket ------------------------------------------------------------------------------
 
 
@@ -152,7 +177,14 @@ async def test_stream_yields_typed_events_in_order() -> None:
 
 
 async def test_run_collects_the_whole_result() -> None:
-    async with FakeServer(hello) as server, ExecClient(server.base, "tok") as client:
+    async def hello_with_input(peer: Peer) -> None:
+        await peer.expect("run")
+        await peer.send(started(), out("Hello, "), out("oops\n", "stderr"))
+        assert await read_all_input(peer, 256 * 1024) == "3\n"
+        await peer.send(out("World\n"), exited())
+        await hello(peer)
+
+    async with FakeServer(hello_with_input) as server, ExecClient(server.base, "tok") as client:
         result = await client.run(
             "python", "x", stdin="3\n", timeout=5, project_id=7, save_history=False
         )
@@ -169,15 +201,60 @@ async def test_run_collects_the_whole_result() -> None:
     assert result.limit is None
     assert len(result.events) == 5
     assert again.stdout == "Hello, World\n"
-    assert server.frames[0] == {
-        "type": "run",
-        "language": "python",
-        "code": "x",
-        "stdin": "3\n",
-        "timeout": 5,
-        "project_id": 7,
-        "save_history": False,
-    }
+    assert server.frames[:3] == [
+        {
+            "type": "run",
+            "language": "python",
+            "code": "x",
+            "timeout": 5,
+            "project_id": 7,
+            "save_history": False,
+        },
+        {"type": "stdin", "data": "3\n"},  # sent as the program reads, whatever its size
+        {"type": "eof"},
+    ]
+
+
+async def test_input_keeps_within_the_window_the_server_announces() -> None:
+    text = "é" * 5000 + "\x01" * 3000 + "z"  # 13,001 bytes of UTF-8
+    window = 1000
+
+    async def slow_reader(peer: Peer) -> None:
+        await peer.expect("run")
+        await peer.send(started(window=window))
+        received = await read_all_input(peer, window)
+        await peer.send(out(f"{len(received.encode())}\n"), exited())
+
+    async with FakeServer(slow_reader) as server, ExecClient(server.base, "tok") as client:
+        result = await client.run("python", "x", stdin=text)
+
+    assert result.stdout == "13001\n"
+    frames = [frame for frame in server.frames if frame["type"] == "stdin"]
+    assert "".join(frame["data"] for frame in frames) == text
+    assert len(frames) > 13  # the window, not the frame limit, bounded each one
+
+
+async def test_a_signal_never_waits_for_the_window() -> None:
+    async def not_reading(peer: Peer) -> None:
+        await peer.expect("run")
+        await peer.send(started(window=100))
+        received = ""
+        while len(received) < 100:  # the window is full then, and no ack comes
+            received += (await peer.expect("stdin"))["data"]
+        await peer.send(out("full\n"))
+        await peer.expect("signal")
+        await peer.send(exited("killed", None, signal="SIGINT"))
+
+    async with FakeServer(not_reading) as server, ExecClient(server.base, "tok") as client:
+        events = []
+        async for event in client.stream("python", "x", stdin="y" * 10_000):
+            events.append(event)
+            if isinstance(event, OutputMessage):  # sent while the input waits for room
+                await client.send_signal("SIGINT")
+
+    assert isinstance(events[-1], ExitMessage) and events[-1].signal == "SIGINT"
+    assert [frame["type"] for frame in server.frames][-2:] == ["stdin", "signal"]
+    assert sum(len(frame.get("data", "")) for frame in server.frames[1:]) == 100
 
 
 async def test_run_keeps_the_limit_message() -> None:
