@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server import accounts, code, web, ws
+from server import accounts, code, limits, web, ws
 from server.config import Settings
 from server.http import EXCEPTION_HANDLERS
 from server.services import Services, services
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             *accounts.routes,
             *code.routes,
+            *limits.routes,
             *ws.routes,
             *web.routes,
         ],
