@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -198,5 +200,75 @@ async def test_a_lost_connection_is_explained_and_the_next_run_reconnects(
         await expect_terminal(page, "after")
         await expect_status(page, "success")
         await expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    finally:
+        server.stop()
+
+
+async def paste(page: Page, text: str) -> None:
+    """Paste ``text`` into the output panel, as Ctrl+V would."""
+    await page.evaluate(
+        """text => {
+            const data = new DataTransfer();
+            data.setData('text/plain', text);
+            const event = new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true});
+            document.querySelector('#terminal textarea').dispatchEvent(event);
+        }""",
+        text,
+    )
+
+
+async def test_limits_come_from_the_server_and_a_large_paste_arrives_whole(
+    page: Page, tmp_path: Path
+) -> None:
+    server = ServerProcess(tmp_path, EXECSTREAM_OUTPUT_BYTES="2048").start()
+    try:
+        username = await sign_up(page, server)
+
+        # The cut note names the server's cap (2 KB here), not a number the page made up.
+        await set_code(page, "python", "while True:\n    print('flood ' * 10)\n")
+        await page.click("#run")
+        await expect_status(page, "output_limit")
+        await expect(page.locator("#status-truncated")).to_have_text("Output was cut at 2 KB")
+        await expect_terminal(page, "[Output was cut at 2 KB]")
+
+        # A paste of 600 KB, more than the server's window of 256 KB, reaches the program whole.
+        text = "".join(f"line {n:05} " + "x" * 89 + "\n" for n in range(6000))
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        count = (
+            "import hashlib, sys, time\ntime.sleep(2)  # not reading: the input must wait\n"
+            "data = sys.stdin.read()\n"
+            "print(len(data), data.count('\\n'), hashlib.sha256(data.encode()).hexdigest()[:16])\n"
+        )
+        await set_code(page, "python", count)
+        await page.click("#run")
+        await expect(page.locator("#status")).to_have_attribute(
+            "data-state", "running", timeout=RUN_TIMEOUT
+        )
+        await paste(page, text)
+        await page.click("#eof")
+        await expect_terminal(page, f"{len(text)} 6000 {digest}")
+        await expect_status(page, "success")
+        await page.screenshot(path=str(ARTIFACTS / "editor-paste.png"))
+
+        # A run cut short by a server crash is stored as `interrupted`: the page says so.
+        with sqlite3.connect(tmp_path / "execstream.db") as db:
+            db.execute(
+                "INSERT INTO code_executions (user_id, language, code, output, status,"
+                " execution_time, output_truncated, created_at)"
+                " SELECT user_id, language, 'print(\"half\")', 'half', 'interrupted', 1.5, 0,"
+                " created_at FROM code_executions"
+                " WHERE user_id = (SELECT id FROM users WHERE username = ?)"
+                " ORDER BY id DESC LIMIT 1",
+                (username,),
+            )
+        await page.click("#history-refresh")
+        interrupted = page.locator("[data-testid=history-item][data-status=interrupted]")
+        await expect(interrupted.locator("[data-testid=history-badge]")).to_have_text(
+            "Interrupted", timeout=RUN_TIMEOUT
+        )
+        await interrupted.locator("[data-testid=history-open]").click()
+        await expect(page.locator("#status-state")).to_have_text("Interrupted")
+        await expect_terminal(page, "The server stopped while this program ran")
+        await page.screenshot(path=str(ARTIFACTS / "editor-interrupted.png"))
     finally:
         server.stop()
