@@ -210,8 +210,9 @@ async def paste(page: Page, text: str) -> None:
         """text => {
             const data = new DataTransfer();
             data.setData('text/plain', text);
-            const event = new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true});
-            document.querySelector('#terminal textarea').dispatchEvent(event);
+            const init = {clipboardData: data, bubbles: true, cancelable: true};
+            document.querySelector('#terminal textarea').dispatchEvent(
+                new ClipboardEvent('paste', init));
         }""",
         text,
     )
