@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from sandbox import Status
 
@@ -32,6 +32,16 @@ class RunMessage(_Message):
 class StdinMessage(_Message):
     type: Literal["stdin"]
     data: str
+
+    @field_validator("data")
+    @classmethod
+    def _utf8(cls, data: str) -> str:
+        # JSON can spell half a surrogate pair; UTF-8 cannot, and the program gets UTF-8.
+        try:
+            data.encode()
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text: it holds half a surrogate pair") from None
+        return data
 
 
 class EofMessage(_Message):

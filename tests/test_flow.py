@@ -6,11 +6,14 @@ End to end: a real server process, real containers, the real ``execstream run`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +57,40 @@ def test_twenty_megabytes_piped_through_execstream_run(
     assert (done.stdout, done.returncode) == (b"20971520\n", 0), done.stderr
     assert done.stderr == b""
     print(f"\n20 MiB through execstream run: {seconds:.2f} s, {20 / seconds:.1f} MiB/s")
+
+
+def test_ctrl_c_gets_through_while_piped_input_waits(
+    server: ServerProcess, user, tmp_path: Path
+) -> None:
+    program = tmp_path / "sleepy.py"
+    program.write_text(
+        "import sys, time\nsys.stdin.read(10)\nprint('reading', flush=True)\ntime.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "run", str(program), "--server", server.url],
+        env={**os.environ, "EXECSTREAM_TOKEN": user[1]},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    def pipe_in() -> None:  # 20 MiB that the program will never read
+        with contextlib.suppress(BrokenPipeError):
+            for _ in range(20):
+                process.stdin.write(b"y" * MB)  # type: ignore[union-attr]
+            process.stdin.close()  # type: ignore[union-attr]
+
+    threading.Thread(target=pipe_in, daemon=True).start()
+    assert process.stdout.readline() == b"reading\n"
+    time.sleep(0.5)  # the window is full by now
+    interrupted_at = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    waited = time.monotonic() - interrupted_at
+    assert b"KeyboardInterrupt" in err
+    assert process.returncode == 128 + signal.SIGINT
+    assert waited < 5, f"Ctrl-C took {waited:.1f} s to stop the program"
 
 
 async def test_the_client_streams_megabytes_to_a_slow_reader(server: ServerProcess, user) -> None:
@@ -130,6 +167,19 @@ async def test_a_client_ignoring_the_window_is_refused_and_goes_on(
     assert again[-1]["status"] == "success"
 
 
+async def test_half_a_surrogate_pair_is_refused_by_name(server: ServerProcess, user) -> None:
+    async with await open_socket(server, user[1]) as ws:
+        await run(ws, "print(input())")
+        assert (await next_frame(ws))["type"] == "started"
+        await ws.send('{"type": "stdin", "data": "\\ud800\\n"}')
+        error = await next_frame(ws)
+        assert (error["type"], error["code"]) == ("error", "invalid_message")
+        assert "data" in error["message"] and "surrogate" in error["message"]
+        await ws.send(json.dumps({"type": "stdin", "data": "fine\n"}))
+        frames = await frames_until_exit(ws)
+    assert stdout_of(frames) == "fine\n"
+
+
 def test_rest_stdin_within_its_limit_arrives_whole(server: ServerProcess, user) -> None:
     data = ("ü" * 1000 + "\n") * 32  # 64,032 bytes: just under the 64 KB limit
     response = httpx.post(
@@ -182,3 +232,16 @@ async def test_a_deleted_user_cannot_run_on_an_open_socket(server: ServerProcess
         with sqlite3.connect(server.data_dir / "execstream.db") as db:
             db.execute("DELETE FROM users WHERE username = ?", (username,))
         await expect_refused_run(ws, "does not exist")
+
+
+def test_limits_are_public_and_as_configured(server: ServerProcess) -> None:
+    response = httpx.get(f"{server.url}/api/v1/limits")  # no token
+    assert response.status_code == 200
+    assert response.json() == {
+        "output_bytes": 10240,
+        "code_bytes": 51200,
+        "stdin_bytes": 65536,
+        "stdin_window": 262144,
+        "max_wall_time": 30.0,
+        "max_frame_bytes": 131072,
+    }
