@@ -40,7 +40,7 @@ _NOTES = {
     Status.MEMORY_LIMIT: "the program ran out of memory",
     Status.INTERNAL_ERROR: "the server failed to run the program",
 }
-_READ_SIZE = 16 * 1024
+_READ_SIZE = 64 * 1024
 # Chunks read ahead of what the server has taken: enough to keep the window full, no more
 # (a 20 MB file piped in is not read into memory all at once).
 _READ_AHEAD = 8
