@@ -57,7 +57,7 @@ def summary(name: str, mib: int, seconds: list[float]) -> str:
     rates = sorted(mib / s for s in seconds)
     return (
         f"| {name} | {mib} MiB | {statistics.median(seconds):.2f} s "
-        f"| {statistics.median(rates):.1f} MiB/s | {rates[0]:.1f}–{rates[-1]:.1f} MiB/s |"
+        f"| {statistics.median(rates):.1f} MiB/s | {rates[0]:.1f} to {rates[-1]:.1f} MiB/s |"
     )
 
 
