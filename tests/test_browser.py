@@ -273,3 +273,20 @@ async def test_limits_come_from_the_server_and_a_large_paste_arrives_whole(
         await page.screenshot(path=str(ARTIFACTS / "editor-interrupted.png"))
     finally:
         server.stop()
+
+
+async def test_a_deleted_account_is_sent_back_to_sign_in(page: Page, server: ServerProcess) -> None:
+    username = await sign_up(page, server)
+    await set_code(page, "python", "print('once')\n")
+    await page.click("#run")
+    await expect_status(page, "success")
+    with sqlite3.connect(server.data_dir / "execstream.db") as db:
+        db.execute("DELETE FROM users WHERE username = ?", (username,))
+    # The socket is still open, but the next run is refused: the token's user is gone.
+    await set_code(page, "python", "print('twice')\n")
+    await page.click("#run")
+    await expect(page.locator("#auth-view")).to_be_visible(timeout=RUN_TIMEOUT)
+    await expect(page.locator("#message")).to_contain_text("Your session has ended")
+    with sqlite3.connect(server.data_dir / "execstream.db") as db:
+        ran = db.execute("SELECT count(*) FROM code_executions WHERE code LIKE '%twice%'")
+        assert ran.fetchone() == (0,), "nothing may run for a deleted account"
