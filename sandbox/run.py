@@ -202,8 +202,9 @@ class Run:
     async def stdin_taken(self, seen: int) -> int:
         """Wait until the program has taken more than ``seen`` bytes of input; the new total.
 
-        Counts what ``write_stdin`` queued, once written into the program's stdin (the pipe
-        holds a little more than the program has read: that is how a terminal counts too).
+        Counts what ``write_stdin`` queued, once written towards the program's stdin (the
+        engine and the pipe hold a little more than the program has read, as a shell's pipe
+        does).
         """
         while self._stdin_taken <= seen:
             self._stdin_progress.clear()
@@ -326,17 +327,18 @@ class Run:
     async def _feed(self) -> None:
         """Write the input to the program, in order, then end-of-file when asked.
 
-        ``write`` returns once the data is in the program's pipe (or the engine's buffers on
-        the way to it), so the count of bytes taken follows the program's reading.
+        ``write`` returns once the data is on its way into the program's pipe (the engine and
+        the pipe buffer a little), so the count of bytes taken follows the program's reading.
         """
         with contextlib.suppress(Exception):  # the program may end without reading it all
             if self._given is not None:
                 await self._process.write(self._given)
-            while self._given is None and (data := await self._stdin.get()) is not None:
-                await self._process.write(data)
-                self._stdin_pending -= len(data)
-                self._stdin_taken += len(data)
-                self._stdin_progress.set()
+            else:
+                while (data := await self._stdin.get()) is not None:
+                    await self._process.write(data)
+                    self._stdin_pending -= len(data)
+                    self._stdin_taken += len(data)
+                    self._stdin_progress.set()
             await self._process.close_stdin()
 
     async def _pump(self) -> Status | None:
