@@ -227,13 +227,9 @@ class ExecClient:
         """Type ``data`` into the running program, as fast as it reads it.
 
         Waits for room in the run's window (and, right after ``run``, for its ``started``).
-        Input for a run that has ended is dropped; with no run at all, it is sent anyway (the
-        server answers ``no_active_run``).
+        Input with no run going (none started, or it has ended) is dropped.
         """
         async with self._stdin_lock:
-            if self._phase == "idle":
-                await self._send_stdin_frames(data)
-                return
             start = 0
             while start < len(data):
                 if not await self._room(0):
@@ -251,10 +247,6 @@ class ExecClient:
         """Close the running program's stdin, after the input sent before it."""
         async with self._stdin_lock:
             await self.send(EofMessage(type="eof"))
-
-    async def _send_stdin_frames(self, data: str) -> None:
-        for start in range(0, len(data), _STDIN_CHUNK):
-            await self.send(StdinMessage(type="stdin", data=data[start : start + _STDIN_CHUNK]))
 
     async def _room(self, size: int) -> bool:
         """Wait until ``size`` more bytes fit in the window; ``False`` once the run is over."""
