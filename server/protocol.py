@@ -58,6 +58,8 @@ class Started(_Message):
     run_id: str
     language: str
     version: str
+    execution_id: int | None = None
+    """The stored record's id, known from the start (None when the run is not kept)."""
 
 
 class OutputMessage(_Message):

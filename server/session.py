@@ -136,7 +136,14 @@ class Session:
     async def _relay_run(self, execution: Execution) -> None:
         """Send one run's frames: started, output as it comes, limit, and exit exactly once."""
         run = execution.run
-        await self.send(Started(run_id=run.id, language=run.language.id, version=run.version))
+        await self.send(
+            Started(
+                run_id=run.id,
+                language=run.language.id,
+                version=run.version,
+                execution_id=execution.record_id,
+            )
+        )
         async for stream, text in execution.output():
             await self.send(OutputMessage(stream=stream, data=text))
         result, execution_id = await self.runs.finish(execution)
@@ -170,8 +177,11 @@ class Session:
             await self._relay
 
     async def shutdown(self) -> None:
-        """Server shutdown: stop the run, let its exit frame out, then say goodbye."""
-        await self._abandon()
+        """Server shutdown, once the run service has stopped every run: let this session's
+        exit frame out, then say goodbye."""
+        if self._relay is not None:
+            with contextlib.suppress(Exception):
+                await self._relay
         with contextlib.suppress(Exception):
             await self.websocket.close(GOING_AWAY)
 
