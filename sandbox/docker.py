@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 LABEL = "execstream.managed"
 OWNER_LABEL = "execstream.owner"
 """The id of the server instance that made a container (it outlives a restart's pid)."""
+LEGACY_LABEL = "execstream.server"
+"""``host:pid``, never read: servers of the previous version remove any managed container
+whose label does not name a live process of their host, so during an upgrade on a shared
+engine this keeps them off our containers. Drop it once no such server is left."""
 FOLDER = "/tmp"
 LAUNCHERS = "/opt/execstream"
 USER = "10001:10001"
@@ -43,7 +47,8 @@ def new_owner_id(prefix: str | None = None) -> str:
 
 
 def labels(owner: str, **extra: str) -> dict[str, str]:
-    return {LABEL: "true", OWNER_LABEL: owner, **extra}
+    legacy = f"{socket.gethostname()}:{os.getpid()}"
+    return {LABEL: "true", OWNER_LABEL: owner, LEGACY_LABEL: legacy, **extra}
 
 
 def container_config(image: str, language: Language, limits: Limits, owner: str) -> dict[str, Any]:
