@@ -17,8 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from server import retention
-from storage import CodeExecution, CursorNotFound, Database
-from storage import migrations
+from storage import CodeExecution, CursorNotFound, Database, migrations
 from tests.test_storage import url
 
 SNAPSHOT = Path(__file__).parent / "data" / "schema-before-migrations.sql"
