@@ -172,22 +172,51 @@ class RunService:
         if stdin is not None and len(stdin) > self.stdin_bytes:
             raise StdinTooLarge(len(stdin), self.stdin_bytes)
         self._take_slot(user_id)
+        started_at = utc_now()
+        # The record is written while the sandbox starts, not after: the client waits for
+        # its id in the started frame, and then for whichever of the two is slower only.
+        record = asyncio.create_task(self._insert_running(user_id, spec, started_at))
         try:
             run = await self.backend.start(
                 RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
             )
         except BaseException:
             self._free_slot(user_id)
+            await self._discard_record(record)
             raise
-        execution = Execution(run, spec, user_id, self.stdin_bytes)
+        execution = Execution(run, spec, user_id, self.stdin_bytes, started_at=started_at)
         self.active.add(execution)
         run.on_closed(lambda _: self._forget(execution, "sandbox"))
-        if spec.save_history:
-            try:
-                execution.record_id = await self._insert(execution, status=RUNNING)
-            except Exception:
-                log.exception("could not store the start of run %s; storing it at its end", run.id)
+        execution.record_id = await record
         return execution
+
+    async def _insert_running(
+        self, user_id: int, spec: RunSpec, started_at: datetime
+    ) -> int | None:
+        if not spec.save_history:
+            return None
+        try:
+            record = await self.db.save_execution(
+                user_id=user_id,
+                project_id=spec.project_id,
+                language=spec.language,
+                code=spec.code,
+                stdin=spec.stdin,
+                status=RUNNING,
+                execution_time=0.0,
+                created_at=started_at,
+                instance_id=self.instance_id,
+            )
+        except Exception:
+            log.exception("could not store the start of a run; storing it at its end")
+            return None
+        return record.id
+
+    async def _discard_record(self, record: asyncio.Task[int | None]) -> None:
+        """The run did not start after all: its record goes (it never ran)."""
+        with contextlib.suppress(Exception):
+            if (record_id := await asyncio.shield(record)) is not None:
+                await self.db.delete_execution_by_id(record_id)
 
     def _take_slot(self, user_id: int) -> None:
         if self._slots.total() >= self.max_runs:

@@ -261,3 +261,39 @@ def test_a_run_that_ends_normally_is_not_audited(
         timeout=60,
     ).raise_for_status()
     assert server.log.read_text().count('"run_limit"') == before
+
+
+def test_a_refused_run_leaves_no_record(server: ServerProcess, user: tuple[str, str]) -> None:
+    _, token = user
+    headers = {"Authorization": f"Bearer {token}"}
+    for body in (
+        {"language": "cobol", "code": "DISPLAY 'HI'."},
+        {"language": "python", "code": "#" * 60_000},
+    ):
+        refused = httpx.post(f"{server.url}/api/v1/code/execute", json=body, headers=headers)
+        assert refused.status_code in (400, 413)
+    assert history(server, token) == []
+
+
+def test_a_run_is_in_the_history_as_running_while_it_runs(
+    server: ServerProcess, user: tuple[str, str]
+) -> None:
+    _, token = user
+
+    async def scenario() -> tuple[dict[str, Any], int]:
+        ws, execution_id = await start_run(server, token, "print('hi', flush=True)\ninput()")
+        await read_until(ws, "hi\n")
+        await asyncio.sleep(1.5)  # a checkpoint has saved the output
+        during = await asyncio.to_thread(record, server, token, execution_id)
+        await ws.send(json.dumps({"type": "stdin", "data": "bye\n"}))
+        async with asyncio.timeout(30):
+            while json.loads(await ws.recv())["type"] != "exit":
+                pass
+        await ws.close()
+        return during, execution_id
+
+    during, execution_id = asyncio.run(scenario())
+    assert (during["status"], during["output"]) == ("running", "hi\n")
+    after = record(server, token, execution_id)
+    assert (after["status"], after["output"], after["stdin"]) == ("success", "hi\n", "bye\n")
+    assert after["created_at"] == during["created_at"]
