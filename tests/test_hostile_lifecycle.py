@@ -297,3 +297,30 @@ def test_a_run_is_in_the_history_as_running_while_it_runs(
     after = record(server, token, execution_id)
     assert (after["status"], after["output"], after["stdin"]) == ("success", "hi\n", "bye\n")
     assert after["created_at"] == during["created_at"]
+
+
+def test_the_server_purges_runs_past_the_per_user_cap_in_the_background(tmp_path: Path) -> None:
+    server = ServerProcess(
+        tmp_path,
+        EXECSTREAM_HISTORY_PER_USER="2",
+        EXECSTREAM_HISTORY_PURGE_SECONDS="0.5",
+        EXECSTREAM_POOL_SIZE="1",
+    ).start()
+    try:
+        _, token = server.new_user()
+        ids = []
+        for n in range(4):
+            done = httpx.post(
+                f"{server.url}/api/v1/code/execute",
+                json={"language": "python", "code": f"print({n})"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+            ids.append(done.json()["execution_id"])
+        deadline = time.monotonic() + 30
+        while len(kept := history(server, token)) > 2:
+            assert time.monotonic() < deadline, kept
+            time.sleep(0.2)
+        assert [r["id"] for r in kept] == ids[:1:-1]  # the two newest, newest first
+    finally:
+        server.stop()
