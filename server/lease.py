@@ -90,7 +90,8 @@ class Lease:
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time() + self.sweep_every
+        renewed = loop.time()
+        next_sweep = renewed + self.sweep_every
         while True:
             await asyncio.sleep(self.heartbeat)
             try:
@@ -99,6 +100,12 @@ class Lease:
                     await self.acquire()
             except Exception:
                 log.exception("could not renew the lease of instance %s", self.id)
+                continue
+            if loop.time() - renewed > self.ttl:
+                # Stalled (event loop or database) past our lease: neighbours may have taken
+                # us for dead and removed our containers; the runs they held failed.
+                log.error("instance %s renewed its lease too late: it may have been swept", self.id)
+            renewed = loop.time()
             if loop.time() < next_sweep:
                 continue
             next_sweep = loop.time() + self.sweep_every
