@@ -3,6 +3,7 @@ from their start, leases, and retention."""
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import subprocess
 import sys
@@ -12,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
 
 from server import retention
@@ -208,3 +212,34 @@ async def test_retention_purges_old_runs_and_runs_past_the_cap_but_never_running
     assert ada_left == {r.id for r in ada_recent[:5]} | {old_running.id}
     assert not {r.id for r in old} & ada_left
     assert len(await db.list_executions(grace, limit=100)) == len(grace_recent)
+
+
+def test_migrations_go_down_and_up_again_on_sqlite(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'execstream.db'}")
+    with engine.begin() as conn:
+        migrations.upgrade(conn)
+        command.downgrade(migrations.config(conn), migrations.BASELINE)
+        assert migrations.current(conn) == migrations.BASELINE
+        assert "instances" not in inspect(conn).get_table_names()
+        indexes = {i["name"] for i in inspect(conn).get_indexes("code_executions")}
+        assert indexes == {
+            "ix_code_executions_user_id_id",
+            "ix_code_executions_user_id_project_id_id",
+        }
+        migrations.upgrade(conn)
+        assert migrations.current(conn) == migrations.head()
+    engine.dispose()
+
+
+def test_migrations_render_for_postgresql() -> None:
+    """No SQLite-only SQL: the same revisions print valid PostgreSQL DDL (no server needed)."""
+    out = io.StringIO()
+    settings = Config(output_buffer=out)
+    settings.set_main_option("script_location", str(migrations.FOLDER))
+    settings.set_main_option("sqlalchemy.url", "postgresql://")
+    command.upgrade(settings, "head", sql=True)
+    sql = out.getvalue()
+    assert "CREATE TABLE instances" in sql
+    assert "ALTER TABLE code_executions ADD COLUMN instance_id VARCHAR" in sql
+    assert "created_at TIMESTAMP WITH TIME ZONE NOT NULL" in sql
+    assert f"version_num='{migrations.head()}'" in sql

@@ -20,20 +20,21 @@ BASELINE = "0001"
 """The schema of the last version without migrations."""
 
 
-def _config(connection: Connection) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(FOLDER))
-    config.attributes["connection"] = connection  # env.py runs on it
-    return config
+def config(connection: Connection) -> Config:
+    """Alembic's configuration, running on ``connection``."""
+    settings = Config()
+    settings.set_main_option("script_location", str(FOLDER))
+    settings.attributes["connection"] = connection  # env.py runs on it
+    return settings
 
 
 def upgrade(connection: Connection) -> None:
     """Bring the schema to the newest revision. Synchronous: run it with ``run_sync``."""
-    config = _config(connection)
+    settings = config(connection)
     tables = inspect(connection).get_table_names()
     if "alembic_version" not in tables and "users" in tables:
-        command.stamp(config, BASELINE)
-    command.upgrade(config, "head")
+        command.stamp(settings, BASELINE)
+    command.upgrade(settings, "head")
 
 
 def current(connection: Connection) -> str | None:
