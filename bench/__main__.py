@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         say(f"starting two servers: warm (pool size {options.pool_size}) and cold (pool off)")
         for server in servers:
             server.launch()
-            owners.append(server.owner)
         for server in servers:
             server.ready()
         warm, cold = (Target(server, server.token()) for server in servers)
@@ -100,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
+            owners.extend(server.instances())
         removed = asyncio.run(sweep(owners))
         if removed:
             say(f"removed {removed} container(s) left behind")

@@ -23,10 +23,10 @@ from sandbox.docker import (
     FOLDER,
     LABEL,
     LAUNCHERS,
-    SERVER_LABEL,
+    OWNER_LABEL,
     container_config,
+    new_owner_id,
     remove_container,
-    server_id,
 )
 
 BENCH_LABEL = "execstream.bench"
@@ -69,7 +69,7 @@ class Engine:
     def __init__(self, image: str, limits: Limits) -> None:
         self.image = image
         self.limits = limits
-        self.owner = server_id()
+        self.owner = new_owner_id("bench")
         self.docker = aiodocker.Docker()
         self.live: set[str] = set()
 
@@ -77,7 +77,7 @@ class Engine:
         await self.docker.close()
 
     def config(self, language: Language) -> dict[str, Any]:
-        config = container_config(self.image, language, self.limits)
+        config = container_config(self.image, language, self.limits, self.owner)
         config["Labels"] = {**config["Labels"], BENCH_LABEL: "true"}
         return config
 
@@ -205,9 +205,9 @@ class Engine:
         self.live.discard(container.id)
 
     async def running(self, owner: str) -> int:
-        """Running containers that ``owner`` (an ``execstream.server`` value) made."""
+        """Running containers that ``owner`` (a server instance id) made."""
         found = await self.docker.containers.list(
-            filters={"label": [f"{LABEL}=true", f"{SERVER_LABEL}={owner}"], "status": ["running"]}
+            filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"], "status": ["running"]}
         )
         return len(found)
 
@@ -216,7 +216,7 @@ class Engine:
         removed = 0
         for owner in {self.owner, *owners}:
             found = await self.docker.containers.list(
-                all=True, filters={"label": [f"{LABEL}=true", f"{SERVER_LABEL}={owner}"]}
+                all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
             )
             for container in found:
                 with contextlib.suppress(aiodocker.DockerError):

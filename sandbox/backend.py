@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import json
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from sandbox.errors import BackendUnavailable, CodeTooLarge, InvalidTimeout
@@ -44,7 +45,6 @@ class Backend(abc.ABC):
         self.limits = limits
         self.versions: dict[str, str] = {}
         self.pool = Pool(self.prepare, pool_size)
-        self.live: set[Run] = set()
 
     async def start(self, request: RunRequest) -> Run:
         """Check the request, then start its program; raises a ``SandboxError`` when refused."""
@@ -71,8 +71,6 @@ class Backend(abc.ABC):
             stdin=request.stdin,
             warm=warm,
         )
-        self.live.add(run)
-        run.on_closed(self.live.discard)
         return run
 
     async def _begin(self, process: Process, language: Language, code: str) -> bool:
@@ -87,10 +85,6 @@ class Backend(abc.ABC):
             await process.remove()
             raise
         return True
-
-    async def close_runs(self) -> None:
-        """Stop every live run and wait until their sandboxes are gone."""
-        await asyncio.gather(*(run.close() for run in list(self.live)), return_exceptions=True)
 
     def _wall_time(self, timeout: float | None) -> float:
         limit = self.limits.wall_time
@@ -117,3 +111,11 @@ class Backend(abc.ABC):
 
     async def health(self) -> dict[str, Any]:
         return {"backend": self.name, "ok": True}
+
+    async def owners(self) -> Counter[str]:
+        """How many sandboxes each owner (a server instance id) has; none by default."""
+        return Counter()
+
+    async def remove_owned_by(self, owners: Iterable[str]) -> int:
+        """Remove every sandbox of the given owners; how many were removed."""
+        return 0

@@ -27,9 +27,12 @@ from sandbox.run import Exit, Limits, Output, Process
 log = logging.getLogger(__name__)
 
 LABEL = "execstream.managed"
-SERVER_LABEL = "execstream.server"
 OWNER_LABEL = "execstream.owner"
 """The id of the server instance that made a container (it outlives a restart's pid)."""
+LEGACY_LABEL = "execstream.server"
+"""``host:pid``, never read: servers of the previous version remove any managed container
+whose label does not name a live process of their host, so during an upgrade on a shared
+engine this keeps them off our containers. Drop it once no such server is left."""
 FOLDER = "/tmp"
 LAUNCHERS = "/opt/execstream"
 USER = "10001:10001"
@@ -38,18 +41,14 @@ USER = "10001:10001"
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
-def server_id() -> str:
-    """Who owns a container: this host and process, so a restart can find its orphans."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def new_owner_id(prefix: str | None = None) -> str:
     """A fresh instance id: ``prefix`` (the host by default), then random hex."""
     return f"{prefix or socket.gethostname()}-{uuid.uuid4().hex[:12]}"
 
 
 def labels(owner: str, **extra: str) -> dict[str, str]:
-    return {LABEL: "true", SERVER_LABEL: server_id(), OWNER_LABEL: owner, **extra}
+    legacy = f"{socket.gethostname()}:{os.getpid()}"
+    return {LABEL: "true", OWNER_LABEL: owner, LEGACY_LABEL: legacy, **extra}
 
 
 def container_config(image: str, language: Language, limits: Limits, owner: str) -> dict[str, Any]:
@@ -221,13 +220,11 @@ class DockerBackend(Backend):
             raise BackendUnavailable(
                 f"executor image {self.image!r} is missing; build it with scripts/ensure-image.sh"
             ) from exc
-        await self.remove_orphans()
         self.versions = await self._read_versions()
         self.pool.start()
 
     async def close(self) -> None:
         await self.pool.close()
-        await self.close_runs()
         if self._docker is not None:
             connector = self._docker.connector
             await self._docker.close()
@@ -263,24 +260,6 @@ class DockerBackend(Backend):
                 raise BackendUnavailable(f"cannot start a container: {exc}") from exc
             raise
         return DockerProcess(container, stream)
-
-    async def remove_orphans(self) -> int:
-        """Remove managed containers whose server process on this host is gone."""
-        host = socket.gethostname()
-        containers = await self.docker.containers.list(
-            all=True, filters={"label": [f"{LABEL}=true"]}
-        )
-        removed = 0
-        for container in containers:
-            owner = container._container.get("Labels", {}).get(SERVER_LABEL, "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host == host and pid.isdigit() and _alive(int(pid)):
-                continue
-            await remove_container(container)
-            removed += 1
-        if removed:
-            log.warning("removed %d container(s) left behind by an earlier server", removed)
-        return removed
 
     async def owners(self) -> Counter[str]:
         """How many managed containers each owner (an instance id) has on the engine."""
@@ -328,13 +307,3 @@ def _client(url: str | None) -> aiodocker.Docker:
     connector = aiohttp.UnixConnector(path=url.removeprefix("unix://"), limit=0)
     # With a connector of ours, the URL only names the host in request URLs.
     return aiodocker.Docker(url="unix://localhost", connector=connector)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

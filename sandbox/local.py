@@ -96,7 +96,6 @@ class LocalBackend(Backend):
 
     async def close(self) -> None:
         await self.pool.close()
-        await self.close_runs()
 
     def header(self, language: Language, code: str, process: Process) -> bytes:
         assert isinstance(process, LocalProcess)

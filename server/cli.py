@@ -1,4 +1,4 @@
-"""The ``execstream`` command: serve, run a file, manage users."""
+"""The ``execstream`` command: serve, run a file, manage users, upgrade the database."""
 
 from __future__ import annotations
 
@@ -33,9 +33,17 @@ def main(argv: list[str] | None = None) -> int:
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
 
+    db = commands.add_parser("db", help="manage the database")
+    db_commands = db.add_subparsers(dest="action", required=True)
+    db_commands.add_parser(
+        "upgrade", help="bring the schema to the newest version (serve also does it at start)"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "db":
+        return asyncio.run(_upgrade_database())
     if args.command == "run":
         from client import terminal
 
@@ -54,6 +62,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     serve(Settings(**overrides))
+    return 0
+
+
+async def _upgrade_database() -> int:
+    from storage import Database
+
+    db = Database(Settings().db_url)
+    await db.open()  # opening upgrades
+    try:
+        print(f"database is at revision {await db.revision()}")
+    finally:
+        await db.close()
     return 0
 
 

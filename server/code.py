@@ -15,7 +15,7 @@ from server.errors import ApiError, from_sandbox
 from server.http import json_body, validate
 from server.runs import RunSpec
 from server.services import services
-from storage import CodeExecution
+from storage import CodeExecution, CursorNotFound
 
 MAX_PAGE = 100
 
@@ -76,13 +76,16 @@ async def history(request: Request) -> Response:
     if query.cursor is not None and query.offset:
         raise ApiError(422, "invalid_request", "use either offset or cursor, not both")
     limit = min(query.limit, MAX_PAGE)
-    records = await state.db.list_executions(
-        user.id,
-        project_id=query.project_id,
-        limit=limit,
-        offset=query.offset,
-        before_id=query.cursor,
-    )
+    try:
+        records = await state.db.list_executions(
+            user.id,
+            project_id=query.project_id,
+            limit=limit,
+            offset=query.offset,
+            before_id=query.cursor,
+        )
+    except CursorNotFound as exc:
+        raise ApiError(400, exc.code, f"cursor: {exc.message}") from None
     headers = {}
     if len(records) == limit:
         headers["X-Next-Cursor"] = str(records[-1].id)

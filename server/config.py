@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox import Limits
@@ -63,6 +63,30 @@ class Settings(BaseSettings):
     """Signing secret for tokens; when unset, one is generated once into ``data_dir``."""
     token_minutes: int = Field(default=24 * 60, gt=0)
     allow_registration: bool = True
+    history_days: int = Field(default=90, ge=1, le=100 * 365)
+    """Stored runs older than this many days are purged."""
+    history_per_user: int = Field(default=1000, ge=1, le=1_000_000)
+    """Stored runs kept per user, at most; past it, the oldest are purged."""
+    history_purge_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    """How often the purge of old runs runs, in the background."""
+    checkpoint_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often the output of running runs is saved, so a crash loses at most this much."""
+
+    # Instances: containers belong to an instance whose lease is kept in the database
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long a lease lasts without a heartbeat: then its instance counts as dead."""
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=600)
+    sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How often a server sweeps the containers and runs of dead instances."""
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                "EXECSTREAM_HEARTBEAT_SECONDS must be at most half of EXECSTREAM_LEASE_SECONDS, "
+                "or a live server could be taken for dead"
+            )
+        return self
 
     @cached_property
     def limits(self) -> Limits:

@@ -70,6 +70,8 @@ class Started(_Message):
     version: str
     stdin_window: int
     """Bytes of ``stdin`` data a client may have in flight (sent, not yet acknowledged)."""
+    execution_id: int | None = None
+    """The stored record's id, known from the start (None when the run is not kept)."""
 
 
 class StdinAck(_Message):

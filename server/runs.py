@@ -1,23 +1,50 @@
-"""Runs as the server sees them: started for a user, decoded for clients, stored when done.
+"""Runs as the server sees them: started for a user, decoded for clients, stored throughout.
 
 Both the WebSocket sessions and the REST endpoint go through here, so a run is recorded the
-same way whichever door it came in by.
+same way whichever door it came in by. ``RunService`` is the one owner of live runs: it starts
+them, stores them (``running`` from their start, their output so far every
+``checkpoint_seconds``, then how they ended), and stops them all at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
+import re
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sandbox import Backend, Result, Run, RunRequest, StdinTooLarge, TooManyRuns
+from sandbox import (
+    Backend,
+    BackendUnavailable,
+    Result,
+    Run,
+    RunRequest,
+    Status,
+    StdinTooLarge,
+    TooManyRuns,
+)
 from sandbox.run import StreamName
+from server.audit import audit
 from storage import Database
+from storage.database import RUNNING
+from storage.models import utc_now
 
 log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
+"""At shutdown, how long runs get to be killed, stored and reported before we go anyway."""
+
+LIMITS = {Status.MEMORY_LIMIT: "memory", Status.OUTPUT_LIMIT: "output"}
+# A program that hit the process limit fails to fork or to start a thread; nothing else tells
+# it apart from a program that failed for reasons of its own, so this is a guess from stderr.
+FORK_FAILED = re.compile(r"Resource temporarily unavailable|EAGAIN|can't start new thread")
 
 
 @dataclass(frozen=True)
@@ -45,8 +72,18 @@ class Execution:
     typed: list[str] = field(default_factory=list)
     """What the user typed into the running program, kept (up to ``stdin_bytes``) for history."""
     typed_bytes: int = 0
+    started_at: datetime = field(default_factory=utc_now)
+    record_id: int | None = None
+    """The stored record's id, from the start of the run (None when not stored)."""
+    changed: bool = False
+    """Output or input arrived since the record was last saved."""
+    stored: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the run has ended and its record is final (or was not to be kept)."""
 
     def __post_init__(self) -> None:
+        self._clock = time.monotonic()
+        # Forgotten by RunService once both are done: sandbox gone and record final.
+        self._pending = {"sandbox", "record"}
         # One incremental decoder per stream: a character split across chunks arrives whole.
         self._decoders = {
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -59,6 +96,7 @@ class Execution:
         if kept:
             self.typed.append(kept.decode(errors="ignore"))
             self.typed_bytes += len(kept)
+            self.changed = True
         await self.run.write_stdin(data)
 
     @property
@@ -79,47 +117,106 @@ class Execution:
                 yield self._keep(name, text)  # type: ignore[arg-type]
 
     def _keep(self, stream: StreamName, text: str) -> tuple[StreamName, str]:
+        # The output path only appends: saving it is the checkpoint task's job.
         (self.stdout if stream == "stdout" else self.stderr).append(text)
+        self.changed = True
         return stream, text
+
+    def progress(self) -> dict[str, Any]:
+        """The record's fields as they are now, while the run goes on."""
+        self.changed = False
+        return {
+            "stdin": self.stdin,
+            "output": "".join(self.stdout) or None,
+            "error": "".join(self.stderr) or None,
+            "execution_time": round(time.monotonic() - self._clock, 4),
+        }
 
 
 class RunService:
-    """Starts runs for users, keeps track of them, and stores each one when it ends."""
+    """Starts runs for users, owns them while they live, and stores each one."""
 
     def __init__(
         self,
         backend: Backend,
         db: Database,
         *,
+        instance_id: str,
         stdin_bytes: int,
         max_runs: int,
         max_runs_per_user: int,
+        checkpoint_seconds: float,
     ) -> None:
         self.backend = backend
         self.db = db
+        self.instance_id = instance_id
         self.stdin_bytes = stdin_bytes
         self.max_runs = max_runs
         self.max_runs_per_user = max_runs_per_user
+        self.checkpoint_seconds = checkpoint_seconds
         self.active: set[Execution] = set()
+        """Every run from its start until its record is final and its sandbox gone."""
         # Slots are taken before a run starts (starting takes a while) and freed when it ends.
         self._slots: Counter[int] = Counter()
+        self._closing = False
+        self._checkpoints: asyncio.Task[None] | None = None
+
+    def open(self) -> None:
+        self._checkpoints = asyncio.create_task(self._save_progress(), name="checkpoints")
 
     async def start(self, user_id: int, spec: RunSpec) -> Execution:
-        """Start a run; raises a ``SandboxError`` when it is refused."""
+        """Start a run and store it as ``running``; raises a ``SandboxError`` when refused."""
+        if self._closing:
+            raise BackendUnavailable("the server is shutting down: try again in a moment")
         stdin = None if spec.stdin is None else spec.stdin.encode()
         if stdin is not None and len(stdin) > self.stdin_bytes:
             raise StdinTooLarge(len(stdin), self.stdin_bytes)
         self._take_slot(user_id)
+        started_at = utc_now()
+        # The record is written while the sandbox starts, not after: the client waits for
+        # its id in the started frame, and then for whichever of the two is slower only.
+        record = asyncio.create_task(self._insert_running(user_id, spec, started_at))
         try:
             run = await self.backend.start(
                 RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
             )
         except BaseException:
             self._free_slot(user_id)
+            await self._discard_record(record)
             raise
-        execution = Execution(run, spec, user_id, self.stdin_bytes)
+        execution = Execution(run, spec, user_id, self.stdin_bytes, started_at=started_at)
         self.active.add(execution)
+        run.on_closed(lambda _: self._forget(execution, "sandbox"))
+        execution.record_id = await record
         return execution
+
+    async def _insert_running(
+        self, user_id: int, spec: RunSpec, started_at: datetime
+    ) -> int | None:
+        if not spec.save_history:
+            return None
+        try:
+            record = await self.db.save_execution(
+                user_id=user_id,
+                project_id=spec.project_id,
+                language=spec.language,
+                code=spec.code,
+                stdin=spec.stdin,
+                status=RUNNING,
+                execution_time=0.0,
+                created_at=started_at,
+                instance_id=self.instance_id,
+            )
+        except Exception:
+            log.exception("could not store the start of a run; storing it at its end")
+            return None
+        return record.id
+
+    async def _discard_record(self, record: asyncio.Task[int | None]) -> None:
+        """The run did not start after all: its record goes (it never ran)."""
+        with contextlib.suppress(Exception):
+            if (record_id := await asyncio.shield(record)) is not None:
+                await self.db.delete_execution_by_id(record_id)
 
     def _take_slot(self, user_id: int) -> None:
         if self._slots.total() >= self.max_runs:
@@ -136,43 +233,121 @@ class RunService:
         if self._slots[user_id] <= 0:
             del self._slots[user_id]
 
+    def _forget(self, execution: Execution, part: str) -> None:
+        execution._pending.discard(part)
+        if not execution._pending:
+            self.active.discard(execution)
+
     async def finish(self, execution: Execution) -> tuple[Result, int | None]:
-        """Wait for the end of a run whose output was consumed; store it when asked to."""
+        """Wait for the end of a run whose output was consumed; store how it ended."""
         try:
             result = await execution.run.result()
         finally:
-            if execution in self.active:
-                self.active.discard(execution)
-                self._free_slot(execution.user_id)
-        if not execution.spec.save_history:
-            return result, None
+            self._free_slot(execution.user_id)
         try:
-            return result, await self._store(execution, result)
-        except Exception:
-            # The client still gets its exit frame; the failure is ours and is logged loudly.
-            log.exception("could not store run %s", execution.run.id)
-            return result, None
+            self._audit_limit(execution, result)
+            if not execution.spec.save_history:
+                return result, None
+            try:
+                return result, await self._store(execution, result)
+            except Exception:
+                # The client still gets its exit frame; the failure is ours and is logged loudly.
+                log.exception("could not store run %s", execution.run.id)
+                return result, execution.record_id
+        finally:
+            execution.stored.set()
+            self._forget(execution, "record")
 
-    async def _store(self, execution: Execution, result: Result) -> int:
+    async def _insert(self, execution: Execution, **fields: Any) -> int:
+        spec = execution.spec
         record = await self.db.save_execution(
             user_id=execution.user_id,
-            project_id=execution.spec.project_id,
-            language=execution.spec.language,
-            code=execution.spec.code,
-            stdin=execution.stdin,
-            output="".join(execution.stdout) or None,
-            error="".join(execution.stderr) or None,
-            exit_code=result.exit_code,
-            signal=result.signal,
-            status=result.status.value,
-            execution_time=result.execution_time,
-            output_truncated=result.output_truncated,
+            project_id=spec.project_id,
+            language=spec.language,
+            code=spec.code,
+            created_at=execution.started_at,
+            instance_id=self.instance_id,
+            **(execution.progress() | fields),
         )
         assert record.id is not None
         return record.id
 
-    async def kill_all(self) -> None:
-        """Stop every running program (server shutdown)."""
-        await asyncio.gather(
-            *(execution.run.kill() for execution in list(self.active)), return_exceptions=True
+    async def _store(self, execution: Execution, result: Result) -> int:
+        final = {
+            "status": result.status.value,
+            "exit_code": result.exit_code,
+            "signal": result.signal,
+            "output_truncated": result.output_truncated,
+            # The run's own clock, not the time since our record of it began.
+            "execution_time": result.execution_time,
+        }
+        if execution.record_id is None:
+            execution.record_id = await self._insert(execution, **final)
+        else:
+            await self.db.finish_execution(execution.record_id, execution.progress() | final)
+        return execution.record_id
+
+    def _audit_limit(self, execution: Execution, result: Result) -> None:
+        limit = LIMITS.get(result.status)
+        stderr = "".join(execution.stderr)
+        if limit is None and result.status is Status.ERROR and FORK_FAILED.search(stderr):
+            limit = "pids"
+        if limit is None:
+            return
+        audit(
+            "run_limit",
+            user=execution.user_id,
+            limit=limit,
+            language=execution.spec.language,
+            run_id=execution.run.id,
         )
+
+    async def _save_progress(self) -> None:
+        """Save the output of running runs, all in one write, every ``checkpoint_seconds``.
+
+        One task for all runs rather than a write per output chunk: the output path only
+        appends to memory, the database sees at most one transaction per interval whatever
+        the number of runs and their output rate, and a crash loses at most one interval.
+        """
+        while True:
+            await asyncio.sleep(self.checkpoint_seconds)
+            changes = [
+                (e.record_id, e.progress())
+                for e in list(self.active)
+                if e.record_id is not None and e.changed and not e.stored.is_set()
+            ]
+            if not changes:
+                continue
+            try:
+                await self.db.update_executions(changes)
+            except Exception:
+                log.exception("could not save the output of %d running run(s)", len(changes))
+
+    async def shutdown(self) -> None:
+        """Stop every live run, let each be stored and reported, and remove its sandbox.
+
+        The one path for a SIGTERM drain and for closing: new runs are refused, each run is
+        killed, and we wait (at most ``DRAIN_SECONDS``) until its record is final and its
+        sandbox gone. A kill that fails or hangs delays only its own run.
+        """
+        self._closing = True
+        live = list(self.active)
+        if live:
+            log.info("stopping %d run(s)", len(live))
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                await asyncio.gather(*(self._stop(e) for e in live), return_exceptions=True)
+        except TimeoutError:
+            log.error("%d run(s) did not stop within %.0f s", len(self.active), DRAIN_SECONDS)
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+
+    async def _stop(self, execution: Execution) -> None:
+        try:
+            await execution.run.kill()
+        finally:
+            await execution.stored.wait()
+            await execution.run.close()

@@ -1,4 +1,4 @@
-"""What the running server holds: the sandbox, the database, tokens, live sessions."""
+"""What the running server holds: the sandbox, the database, tokens, runs, its lease."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from sandbox.docker import DockerBackend, new_owner_id
 from sandbox.local import LocalBackend
 from server.auth import Tokens
 from server.config import Settings
+from server.lease import Lease
+from server.retention import Retention
 from server.runs import RunService
 from storage import Database
 
@@ -22,18 +24,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 10.0
+CLOSE_SECONDS = 5.0
+"""At shutdown, how long sessions get to send their last frames once their runs are stopped."""
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, owner: str) -> Backend:
     if settings.backend == "local":
         return LocalBackend(settings.limits, settings.pool_size)
     return DockerBackend(
-        settings.limits,
-        settings.image,
-        settings.docker_url,
-        settings.pool_size,
-        owner=new_owner_id(settings.instance_prefix),
+        settings.limits, settings.image, settings.docker_url, settings.pool_size, owner=owner
     )
 
 
@@ -44,47 +43,82 @@ class Services:
     db: Database
     tokens: Tokens
     runs: RunService
+    lease: Lease
+    retention: Retention
     sessions: set[Session] = field(default_factory=set)
+    """Open sockets, so shutdown can say goodbye to each; their runs are ``runs``'s."""
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
-        backend = make_backend(settings)
-        await backend.open()
+        instance_id = new_owner_id(settings.instance_prefix)
         db = Database(settings.db_url)
+        await db.open()  # brings the schema up to date
+        backend = make_backend(settings, instance_id)
+        lease = Lease(
+            db,
+            backend,
+            instance_id,
+            ttl=settings.lease_seconds,
+            heartbeat=settings.heartbeat_seconds,
+            sweep_every=settings.sweep_seconds,
+        )
         try:
-            await db.open()
+            # The lease first: once the backend opens, containers carry our id, and a
+            # neighbour sweeping must find our lease alive.
+            await lease.acquire()
+            await backend.open()
         except BaseException:
-            await backend.close()
+            await lease.release()
+            await db.close()
             raise
+        try:
+            await lease.sweep()
+        except Exception:
+            log.exception("sweeping dead instances at start failed")
+        lease.start()
+        runs = RunService(
+            backend,
+            db,
+            instance_id=instance_id,
+            stdin_bytes=settings.stdin_bytes,
+            max_runs=settings.max_runs,
+            max_runs_per_user=settings.max_runs_per_user,
+            checkpoint_seconds=settings.checkpoint_seconds,
+        )
+        runs.open()
+        retention = Retention(
+            db,
+            days=settings.history_days,
+            per_user=settings.history_per_user,
+            interval=settings.history_purge_seconds,
+        )
+        retention.start()
         return cls(
             settings=settings,
             backend=backend,
             db=db,
             tokens=Tokens.from_settings(settings),
-            runs=RunService(
-                backend,
-                db,
-                stdin_bytes=settings.stdin_bytes,
-                max_runs=settings.max_runs,
-                max_runs_per_user=settings.max_runs_per_user,
-            ),
+            runs=runs,
+            lease=lease,
+            retention=retention,
         )
 
     async def drain(self) -> None:
-        """Stop every run and let each client hear how it ended, before sockets close."""
+        """Stop every run, let each client hear how it ended, then close the sockets."""
+        await self.runs.shutdown()
         if not self.sessions:
             return
-        log.info("stopping %d session(s)", len(self.sessions))
         try:
-            async with asyncio.timeout(DRAIN_SECONDS):
+            async with asyncio.timeout(CLOSE_SECONDS):
                 await asyncio.gather(*(s.shutdown() for s in list(self.sessions)))
         except TimeoutError:
-            log.error("sessions did not stop within %.0f s", DRAIN_SECONDS)
+            log.error("sessions did not close within %.0f s", CLOSE_SECONDS)
 
     async def close(self) -> None:
         await self.drain()
-        await self.runs.kill_all()
+        await self.retention.stop()
         await self.backend.close()
+        await self.lease.release()
         await self.db.close()
 
 

@@ -170,6 +170,7 @@ class Session:
                 language=run.language.id,
                 version=run.version,
                 stdin_window=run.stdin_window,
+                execution_id=execution.record_id,
             )
         )
         acks = asyncio.create_task(self._acknowledge(execution))
@@ -219,8 +220,11 @@ class Session:
             await self._relay
 
     async def shutdown(self) -> None:
-        """Server shutdown: stop the run, let its exit frame out, then say goodbye."""
-        await self._abandon()
+        """Server shutdown, once the run service has stopped every run: let this session's
+        exit frame out, then say goodbye."""
+        if self._relay is not None:
+            with contextlib.suppress(Exception):
+                await self._relay
         with contextlib.suppress(Exception):
             await self.websocket.close(GOING_AWAY)
 

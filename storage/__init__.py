@@ -5,7 +5,15 @@ and get typed records back.
 """
 
 from storage.database import Database
-from storage.errors import StorageError, UsernameTaken
-from storage.models import CodeExecution, User
+from storage.errors import CursorNotFound, StorageError, UsernameTaken
+from storage.models import CodeExecution, Instance, User
 
-__all__ = ["CodeExecution", "Database", "StorageError", "User", "UsernameTaken"]
+__all__ = [
+    "CodeExecution",
+    "CursorNotFound",
+    "Database",
+    "Instance",
+    "StorageError",
+    "User",
+    "UsernameTaken",
+]

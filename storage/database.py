@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event, text
+from sqlalchemy import event, func, or_, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import SQLModel, col, delete, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.errors import UsernameTaken
-from storage.models import CodeExecution, User
+from storage import migrations
+from storage.errors import CursorNotFound, UsernameTaken
+from storage.models import CodeExecution, Instance, User, utc_now
 
 HEALTH_TIMEOUT = 5.0
-
-# Only ours, should anything else in the process declare SQLModel tables too.
-TABLES: Sequence[Table] = [SQLModel.metadata.tables[name] for name in ("users", "code_executions")]
+RUNNING = "running"
+INTERRUPTED = "interrupted"
 
 
 class Database:
@@ -35,7 +36,7 @@ class Database:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
 
     async def open(self) -> None:
-        """Connect, and create the tables that are missing."""
+        """Connect, and bring the schema to the newest migration."""
         is_sqlite = self.url.get_backend_name() == "sqlite"
         if is_sqlite:
             _make_parent_folder(self.url)
@@ -44,7 +45,7 @@ class Database:
             event.listen(engine.sync_engine, "connect", _configure_sqlite)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(SQLModel.metadata.create_all, tables=TABLES)
+                await conn.run_sync(migrations.upgrade)
         except BaseException:
             await engine.dispose()
             raise
@@ -57,6 +58,13 @@ class Database:
             return
         engine, self._engine, self._sessions = self._engine, None, None
         await engine.dispose()
+
+    async def revision(self) -> str | None:
+        """The schema's migration revision."""
+        if self._engine is None:
+            raise RuntimeError("the database is not open")
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(migrations.current)
 
     async def health(self) -> dict[str, Any]:
         """Whether a query goes through; never raises."""
@@ -110,8 +118,10 @@ class Database:
         exit_code: int | None = None,
         signal: str | None = None,
         output_truncated: bool = False,
+        created_at: datetime | None = None,
+        instance_id: str | None = None,
     ) -> CodeExecution:
-        """Store one run; the record comes back with its id."""
+        """Store one run (a finished one, or one ``running`` from its start); with its id."""
         record = CodeExecution(
             user_id=user_id,
             project_id=project_id,
@@ -125,11 +135,47 @@ class Database:
             status=status,
             execution_time=execution_time,
             output_truncated=output_truncated,
+            created_at=created_at or utc_now(),
+            instance_id=instance_id,
         )
         async with self._session() as session:
             session.add(record)
             await session.commit()
         return record
+
+    async def update_executions(self, changes: Iterable[tuple[int, dict[str, Any]]]) -> int:
+        """Update runs still ``running`` (id, new values), in one transaction; how many were.
+
+        A run that has ended meanwhile is left as it ended: a late progress update never
+        overwrites the final record.
+        """
+        updated = 0
+        async with self._session() as session:
+            for execution_id, values in changes:
+                result = await session.exec(
+                    update(CodeExecution)
+                    .where(col(CodeExecution.id) == execution_id)
+                    .where(col(CodeExecution.status) == RUNNING)
+                    .values(**values)
+                )
+                updated += result.rowcount
+            await session.commit()
+        return updated
+
+    async def delete_execution_by_id(self, execution_id: int) -> None:
+        """Delete a run record whoever's it is (one that was refused after all)."""
+        query = delete(CodeExecution).where(col(CodeExecution.id) == execution_id)
+        async with self._session() as session:
+            await session.exec(query)
+            await session.commit()
+
+    async def finish_execution(self, execution_id: int, values: dict[str, Any]) -> None:
+        """Write how a run ended, whatever its record said (even ``interrupted``: a server
+        taken for dead that finishes its run after all knows best)."""
+        query = update(CodeExecution).where(col(CodeExecution.id) == execution_id).values(**values)
+        async with self._session() as session:
+            await session.exec(query)
+            await session.commit()
 
     async def list_executions(
         self,
@@ -139,14 +185,33 @@ class Database:
         offset: int = 0,
         before_id: int | None = None,
     ) -> list[CodeExecution]:
-        """A user's runs, newest first; ``before_id`` is the cursor: only older runs."""
+        """A user's runs, newest first by start; ``before_id`` is the cursor: only the runs
+        after that one in this order.
+
+        Order and cursor use (created_at, id): ids follow starts on one server, but replicas
+        sharing a database insert runs that started at the same moment in any order.
+        Raises ``CursorNotFound`` when the cursor's run is not the user's (any more).
+        """
         query = select(CodeExecution).where(CodeExecution.user_id == user_id)
         if project_id is not None:
             query = query.where(CodeExecution.project_id == project_id)
-        if before_id is not None:
-            query = query.where(col(CodeExecution.id) < before_id)
-        query = query.order_by(col(CodeExecution.id).desc()).offset(offset).limit(limit)
         async with self._session() as session:
+            if before_id is not None:
+                cursor = await session.get(CodeExecution, before_id)
+                if cursor is None or cursor.user_id != user_id:
+                    raise CursorNotFound(before_id)
+                query = query.where(
+                    or_(
+                        col(CodeExecution.created_at) < cursor.created_at,
+                        (col(CodeExecution.created_at) == cursor.created_at)
+                        & (col(CodeExecution.id) < before_id),
+                    )
+                )
+            query = (
+                query.order_by(col(CodeExecution.created_at).desc(), col(CodeExecution.id).desc())
+                .offset(offset)
+                .limit(limit)
+            )
             return list((await session.exec(query)).all())
 
     async def get_execution(self, user_id: int, execution_id: int) -> CodeExecution | None:
@@ -167,6 +232,135 @@ class Database:
             await session.commit()
         return result.rowcount == 1
 
+    # Retention: small batches, each its own short transaction, so runs never wait long.
+
+    async def purge_executions_before(self, moment: datetime, batch: int) -> int:
+        """Delete up to ``batch`` finished runs that started before ``moment``."""
+        query = (
+            select(CodeExecution.id)
+            .where(col(CodeExecution.created_at) < moment)
+            .where(col(CodeExecution.status) != RUNNING)
+            .limit(batch)
+        )
+        return await self._delete_executions(query)
+
+    async def purge_executions_over(self, keep: int, batch: int) -> int:
+        """Delete up to ``batch`` finished runs past each user's ``keep`` newest."""
+        crowded = (
+            select(CodeExecution.user_id)
+            .group_by(col(CodeExecution.user_id))
+            .having(func.count() > keep)
+            .limit(batch)
+        )
+        deleted = 0
+        async with self._session() as session:
+            users = list((await session.exec(crowded)).all())
+        for user_id in users:
+            if deleted >= batch:
+                break
+            query = (
+                select(CodeExecution.id, CodeExecution.status)
+                .where(CodeExecution.user_id == user_id)
+                .order_by(col(CodeExecution.created_at).desc(), col(CodeExecution.id).desc())
+                .offset(keep)
+                .limit(batch - deleted)
+            )
+            async with self._session() as session:
+                rows = (await session.exec(query)).all()
+            deleted += await self._delete_ids(
+                [i for i, status in rows if status != RUNNING and i is not None]
+            )
+        return deleted
+
+    async def _delete_executions(self, ids_query: Any) -> int:
+        async with self._session() as session:
+            ids = list((await session.exec(ids_query)).all())
+        return await self._delete_ids(ids)
+
+    async def _delete_ids(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        async with self._session() as session:
+            result = await session.exec(delete(CodeExecution).where(col(CodeExecution.id).in_(ids)))
+            await session.commit()
+        return int(result.rowcount)
+
+    # Server instances and their leases
+
+    async def register_instance(self, instance_id: str, host: str, pid: int, ttl: float) -> None:
+        """Write this server's lease; it must exist before anything is labelled with its id."""
+        now = utc_now()
+        instance = Instance(
+            id=instance_id,
+            host=host,
+            pid=pid,
+            started_at=now,
+            heartbeat_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+        )
+        async with self._session() as session:
+            session.add(instance)
+            await session.commit()
+
+    async def renew_instance(self, instance_id: str, ttl: float) -> bool:
+        """Extend a lease by ``ttl`` from now; False when the row is gone."""
+        now = utc_now()
+        query = (
+            update(Instance)
+            .where(col(Instance.id) == instance_id)
+            .values(heartbeat_at=now, expires_at=now + timedelta(seconds=ttl))
+        )
+        async with self._session() as session:
+            result = await session.exec(query)
+            await session.commit()
+        return bool(result.rowcount)
+
+    async def release_instance(self, instance_id: str) -> None:
+        """End a lease now (a clean shutdown): what is left of it may be swept at once."""
+        query = update(Instance).where(col(Instance.id) == instance_id).values(expires_at=utc_now())
+        async with self._session() as session:
+            await session.exec(query)
+            await session.commit()
+
+    async def expired_instances(self) -> set[str]:
+        """The instances whose lease has run out."""
+        query = select(Instance.id).where(col(Instance.expires_at) <= utc_now())
+        async with self._session() as session:
+            return set((await session.exec(query)).all())
+
+    async def forget_instances(self, expired_for: timedelta) -> int:
+        """Delete leases expired longer than ``expired_for`` (long swept by then)."""
+        query = delete(Instance).where(col(Instance.expires_at) < utc_now() - expired_for)
+        async with self._session() as session:
+            result = await session.exec(query)
+            await session.commit()
+        return int(result.rowcount)
+
+    async def interrupt_runs(self, keep: str) -> int:
+        """Mark ``interrupted`` the runs left ``running`` by instances without a live lease
+        (expired or forgotten), never those of ``keep`` (the caller); how many there were.
+
+        Runs in this database are only ever started by instances registered in it, so an
+        instance missing from it is long dead.
+        """
+        live = select(Instance.id).where(col(Instance.expires_at) > utc_now())
+        query = (
+            update(CodeExecution)
+            .where(col(CodeExecution.status) == RUNNING)
+            .where(
+                or_(
+                    col(CodeExecution.instance_id).is_(None),
+                    (col(CodeExecution.instance_id) != keep)
+                    & col(CodeExecution.instance_id).not_in(live),
+                )
+            )
+            .values(status=INTERRUPTED)
+        )
+        async with self._session() as session:
+            result = await session.exec(query)
+            await session.commit()
+        return int(result.rowcount)
+
     def _session(self) -> AsyncSession:
         if self._sessions is None:
             raise RuntimeError("the database is not open")
@@ -181,9 +375,12 @@ def _make_parent_folder(url: URL) -> None:
 
 
 def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
-    # WAL lets readers go on while one connection writes; SQLite checks foreign keys only when
-    # asked, on every connection.
+    # WAL lets readers go on while one connection writes; with it, synchronous=NORMAL keeps
+    # every commit through a crash of the server (only a power cut may lose the last ones)
+    # and spares each commit an fsync, which runs feel: a run is written when it starts.
+    # SQLite checks foreign keys only when asked, on every connection.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

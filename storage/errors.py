@@ -19,3 +19,13 @@ class UsernameTaken(StorageError):
     def __init__(self, username: str) -> None:
         super().__init__(f"username {username!r} is taken")
         self.username = username
+
+
+class CursorNotFound(StorageError):
+    """A history cursor names a run that is not (or no longer) there."""
+
+    code = "invalid_cursor"
+
+    def __init__(self, execution_id: int) -> None:
+        super().__init__(f"cursor {execution_id} names no run of yours: start again without it")
+        self.execution_id = execution_id

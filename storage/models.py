@@ -1,4 +1,8 @@
-"""The tables: users and the runs they stored."""
+"""The tables: users, the runs they stored, and the server instances that run them.
+
+The schema is changed only through migrations (``storage/migrations``); these models and the
+newest migration describe the same tables.
+"""
 
 from __future__ import annotations
 
@@ -50,11 +54,21 @@ class CodeExecution(SQLModel, table=True):
     """One stored run: what was asked, what came out, how it ended."""
 
     __tablename__ = "code_executions"
-    # The history queries: a user's runs newest first, all of them or one project's.
-    # The first also serves as the index of the foreign key, so user_id needs none of its own.
+    # The history queries: a user's runs newest first by start (id breaks ties), all of them or
+    # one project's. The first also serves as the index of the foreign key, so user_id needs
+    # none of its own. Retention finds old runs by created_at; the sweeper finds the runs
+    # still marked running, a handful at any time, by status.
     __table_args__ = (
-        Index("ix_code_executions_user_id_id", "user_id", "id"),
-        Index("ix_code_executions_user_id_project_id_id", "user_id", "project_id", "id"),
+        Index("ix_code_executions_user_id_created_at_id", "user_id", "created_at", "id"),
+        Index(
+            "ix_code_executions_user_id_project_id_created_at_id",
+            "user_id",
+            "project_id",
+            "created_at",
+            "id",
+        ),
+        Index("ix_code_executions_created_at", "created_at"),
+        Index("ix_code_executions_status_instance_id", "status", "instance_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -73,3 +87,25 @@ class CodeExecution(SQLModel, table=True):
     execution_time: float
     output_truncated: bool = False
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    """When the run started."""
+    instance_id: str | None = None
+    """The server instance that ran it: while its status is ``running``, that instance's lease
+    says whether it still can end it."""
+
+
+class Instance(SQLModel, table=True):
+    """A running (or once running) server, with the lease that says it is alive.
+
+    Its containers carry its id; once its lease has expired, any server on the same database
+    removes them and marks its unfinished runs ``interrupted``.
+    """
+
+    __tablename__ = "instances"
+
+    id: str = Field(primary_key=True)
+    host: str
+    """For people reading the table: the host and process it ran as."""
+    pid: int
+    started_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)

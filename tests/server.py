@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ class ServerProcess:
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.pids: list[int] = []
+        """Every process started for this server, restarts included."""
         self.log = data_dir / f"server-{self.port}.log"
 
     @property
@@ -58,9 +61,27 @@ class ServerProcess:
         return self.process.pid
 
     @property
+    def database(self) -> Path:
+        """The SQLite file the server keeps its data (and its instance lease) in."""
+        url = self.env.get("EXECSTREAM_DATABASE_URL")
+        return Path(url.split("///", 1)[1]) if url else self.data_dir / "execstream.db"
+
+    def instances(self) -> list[str]:
+        """The instance ids this server's processes registered, oldest first."""
+        with sqlite3.connect(self.database) as conn:
+            rows = conn.execute("SELECT id, pid FROM instances ORDER BY started_at").fetchall()
+        return [instance for instance, pid in rows if pid in self.pids]
+
+    @property
     def owner(self) -> str:
-        """The ``execstream.server`` label on the containers this server makes."""
-        return f"{socket.gethostname()}:{self.pid}"
+        """The running instance's id: the ``execstream.owner`` label on its containers."""
+        with sqlite3.connect(self.database) as conn:
+            rows = conn.execute(
+                "SELECT id FROM instances WHERE pid = ? ORDER BY started_at DESC", (self.pid,)
+            ).fetchall()
+        if not rows:
+            raise RuntimeError(f"the server on port {self.port} has no lease (yet)")
+        return str(rows[0][0])
 
     def start(self, timeout: float = 60) -> ServerProcess:
         self.launch()
@@ -78,6 +99,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.pids.append(self.process.pid)
 
     def ready(self, timeout: float = 60) -> None:
         process = self.process

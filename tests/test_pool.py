@@ -8,7 +8,7 @@ import aiodocker
 import pytest
 
 from sandbox import LANGUAGES, RunRequest, Status
-from sandbox.docker import LABEL, OWNER_LABEL, SERVER_LABEL, DockerBackend, new_owner_id
+from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
 from server.config import Settings
 from tests.conftest import SUITE, managed_containers, wait_gone
 from tests.helpers import collect
@@ -96,23 +96,32 @@ async def test_close_removes_every_idle_container(settings: Settings) -> None:
     assert not set(idle) & set(await managed_containers())
 
 
-async def test_containers_of_a_dead_server_are_removed_at_start(settings: Settings) -> None:
+async def test_remove_owned_by_removes_only_the_given_owners_containers(
+    settings: Settings,
+) -> None:
+    dead, alive = new_owner_id(SUITE), new_owner_id(SUITE)
     async with aiodocker.Docker() as docker:
-        orphan = await docker.containers.create(
-            config={
-                "Image": settings.image,
-                "Cmd": ["sleep", "60"],
-                "Labels": {
-                    LABEL: "true",
-                    SERVER_LABEL: "some-host:999999",
-                    OWNER_LABEL: new_owner_id(SUITE),
-                },
-            }
-        )
+        made = {
+            owner: await docker.containers.create(
+                config={
+                    "Image": settings.image,
+                    "Cmd": ["sleep", "60"],
+                    "Labels": {LABEL: "true", OWNER_LABEL: owner},
+                }
+            )
+            for owner in (dead, alive)
+        }
     backend = DockerBackend(settings.limits, settings.image, pool_size=0, owner=new_owner_id(SUITE))
     await backend.open()
-    await backend.close()
-    assert orphan.id not in await managed_containers()
+    try:
+        owners = await backend.owners()
+        assert owners[dead] == 1 and owners[alive] == 1
+        assert await backend.remove_owned_by([dead]) == 1
+        left = set(await managed_containers())
+        assert made[dead].id not in left and made[alive].id in left
+    finally:
+        await backend.remove_owned_by([alive])
+        await backend.close()
 
 
 async def test_closing_while_the_pool_fills_leaves_nothing_behind(settings: Settings) -> None:

@@ -328,7 +328,8 @@ async def test_a_run_the_client_abandoned_is_stored_as_killed(server: ServerProc
     await ws.close()
     with api(server, user[1]) as client:
         async with asyncio.timeout(10):
-            while not (records := client.get("/api/v1/code/history").json()):
+            # Stored as running from its start; then as it ended.
+            while (records := client.get("/api/v1/code/history").json())[0]["status"] == "running":
                 await asyncio.sleep(0.1)
     assert records[0]["status"] == "killed"
     assert records[0]["output"] == "partial\n"

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sandbox.docker import LABEL, SERVER_LABEL
+from sandbox.docker import LABEL, OWNER_LABEL
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.docker
@@ -55,7 +55,7 @@ def test_registration_can_be_switched_off(tmp_path: Path) -> None:
 async def test_shutdown_kills_runs_tells_clients_and_leaves_no_container(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path).start()
     assert server.process is not None
-    pid = server.process.pid
+    owner = server.owner
     _, token = server.new_user()
     sockets = [await connect(f"{server.ws_url}?token={token}") for _ in range(3)]
     for ws in sockets:
@@ -85,8 +85,7 @@ async def test_shutdown_kills_runs_tells_clients_and_leaves_no_container(tmp_pat
     server.stop()
     async with aiodocker.Docker() as docker:
         left = await docker.containers.list(all=True, filters={"label": [f"{LABEL}=true"]})
-    owners = [c._container["Labels"].get(SERVER_LABEL, "") for c in left]
-    assert not [o for o in owners if o.endswith(f":{pid}")]
+    assert not [c for c in left if c._container["Labels"].get(OWNER_LABEL) == owner]
 
 
 async def test_tokens_in_the_query_string_stay_out_of_the_logs(tmp_path: Path) -> None:

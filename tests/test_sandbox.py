@@ -462,10 +462,14 @@ async def test_close_mid_run_removes_the_container(backend: DockerBackend) -> No
 
 async def pool_settled(backend: DockerBackend) -> None:
     """Wait until the warm pool is full and no run of an earlier test is still being removed."""
+    launchers = {lang.launcher: lang for lang in LANGUAGES.values()}.values()
     async with asyncio.timeout(30):
-        while backend.live or any(
-            backend.pool.idle(lang) < backend.pool.size for lang in LANGUAGES.values()
-        ):
+        while True:
+            idle = [backend.pool.idle(lang) for lang in launchers]
+            # Full, and nothing but the idle containers: no earlier run's container is left.
+            full = min(idle) >= backend.pool.size
+            if full and (await backend.owners())[backend.owner] == sum(idle):
+                return
             await asyncio.sleep(0.05)
 
 

@@ -58,11 +58,14 @@ async def test_open_creates_the_folder_the_tables_and_the_indexes(db_path: Path)
     await database.close()
 
     tables, indexes, journal = schema(db_path)
-    assert {"users", "code_executions"} <= tables
+    assert {"users", "code_executions", "instances", "alembic_version"} <= tables
     assert {
         "ix_users_username",
-        "ix_code_executions_user_id_id",
-        "ix_code_executions_user_id_project_id_id",
+        "ix_code_executions_user_id_created_at_id",
+        "ix_code_executions_user_id_project_id_created_at_id",
+        "ix_code_executions_created_at",
+        "ix_code_executions_status_instance_id",
+        "ix_instances_expires_at",
     } <= indexes
     assert journal == "wal"
 
@@ -139,6 +142,7 @@ async def test_an_execution_is_stored_whole(db: Database):
         status="error",
         execution_time=0.25,
         output_truncated=True,
+        instance_id="host-1234",
     )
     assert saved.id is not None
 
@@ -157,6 +161,7 @@ async def test_an_execution_is_stored_whole(db: Database):
         "status": "error",
         "execution_time": 0.25,
         "output_truncated": True,
+        "instance_id": "host-1234",
     }
     assert record.created_at.tzinfo is not None
 

@@ -1,0 +1,65 @@
+"""Retention of stored runs: the oldest are purged in the background, a little at a time.
+
+Runs older than ``history_days`` go, and past ``history_per_user`` runs a user's oldest go.
+Each batch is a short transaction of its own with a pause after it, so a run that starts or
+ends meanwhile waits at most one small batch for the database. Runs still ``running`` are
+never purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from storage import Database
+from storage.models import utc_now
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+PAUSE = 0.05
+
+
+async def purge(db: Database, *, days: int, per_user: int, batch: int = BATCH) -> int:
+    """Purge what retention no longer keeps; how many runs were deleted."""
+    deleted = 0
+    while n := await db.purge_executions_before(utc_now() - timedelta(days=days), batch):
+        deleted += n
+        await asyncio.sleep(PAUSE)
+    while n := await db.purge_executions_over(per_user, batch):
+        deleted += n
+        await asyncio.sleep(PAUSE)
+    return deleted
+
+
+class Retention:
+    """Purges stored runs every ``interval`` seconds, from start to close."""
+
+    def __init__(self, db: Database, *, days: int, per_user: int, interval: float) -> None:
+        self.db = db
+        self.days = days
+        self.per_user = per_user
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="retention")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                if deleted := await purge(self.db, days=self.days, per_user=self.per_user):
+                    log.info("retention purged %d stored run(s)", deleted)
+            except Exception:
+                log.exception("purging old runs failed")
+            await asyncio.sleep(self.interval)
