@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import tempfile
@@ -12,6 +13,12 @@ from pathlib import Path
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    BaseUser,
+    UnauthenticatedUser,
+)
 from starlette.requests import HTTPConnection
 
 from server.config import Settings
@@ -40,6 +47,25 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+class Passwords:
+    """Hashes and checks passwords in threads, a few at a time.
+
+    Argon2 is slow on purpose (tens of milliseconds of CPU each); on the event loop a crowd of
+    sign-ins would stall every live session's output. The semaphore bounds the CPU they take.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(verify_password, password_hash, password)
+
+
 class TokenError(Exception):
     """A token we refuse; ``code`` says why."""
 
@@ -51,12 +77,20 @@ class TokenExpired(TokenError):
 
 
 @dataclass(frozen=True)
-class Account:
+class Account(BaseUser):
     """A signed-in user, as the server's handlers see one: always stored, so always an id."""
 
     id: int
     username: str
     created_at: datetime
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.username
 
     @classmethod
     def of(cls, user: User) -> Account:
@@ -137,6 +171,17 @@ def _create_secret(path: Path) -> None:
         os.unlink(temporary)
 
 
+class Refused(UnauthenticatedUser):
+    """Who a request is when its token was refused: the 401 says why (``code``)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+
+
+NO_TOKEN = Refused("not_authenticated", "send a token: Authorization: Bearer <token>")
+
+
 def bearer_token(conn: HTTPConnection) -> str | None:
     """The token a request carries: ``Authorization: Bearer``, or ``?token=`` on a WebSocket."""
     scheme, _, token = conn.headers.get("authorization", "").partition(" ")
@@ -152,7 +197,7 @@ async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> Ac
     """The user behind the request's token; raises ``ApiError(401)`` otherwise."""
     token = bearer_token(conn)
     if token is None:
-        raise ApiError(401, "not_authenticated", "send a token: Authorization: Bearer <token>")
+        raise ApiError(401, NO_TOKEN.code, NO_TOKEN.detail)
     try:
         claims = tokens.decode(token)
     except TokenError as exc:
@@ -161,3 +206,19 @@ async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> Ac
     if user is None:
         raise ApiError(401, "invalid_token", "the token's user does not exist")
     return Account.of(user)
+
+
+class TokenBackend(AuthenticationBackend):
+    """Starlette's authentication for every request; ``@requires`` guards the doors.
+
+    It never fails a request itself: public routes stay public whatever token a client sends,
+    and a refused token only matters (as a 401 naming its reason) where one is required.
+    """
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        state = conn.app.state.services
+        try:
+            account = await authenticate(conn, state.db, state.tokens)
+        except ApiError as exc:
+            return AuthCredentials(), Refused(exc.code, exc.detail)
+        return AuthCredentials(["authenticated"]), account

@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection
 from sandbox import Backend
 from sandbox.docker import DockerBackend, new_owner_id
 from sandbox.local import LocalBackend
-from server.auth import Tokens
+from server.auth import Passwords, Tokens
 from server.config import Settings
 from server.runs import RunService
 from storage import Database
@@ -43,6 +43,7 @@ class Services:
     backend: Backend
     db: Database
     tokens: Tokens
+    passwords: Passwords
     runs: RunService
     sessions: set[Session] = field(default_factory=set)
 
@@ -61,6 +62,7 @@ class Services:
             backend=backend,
             db=db,
             tokens=Tokens.from_settings(settings),
+            passwords=Passwords(settings.hash_concurrency),
             runs=RunService(
                 backend,
                 db,
