@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -13,9 +12,6 @@ from starlette.responses import JSONResponse, Response
 
 from server.auth import NO_TOKEN, Refused
 from server.errors import ApiError, from_validation
-from server.requestid import request_id
-
-log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -63,18 +59,5 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def server_error(request: Request, exc: Exception) -> Response:
-    """The last resort: the client gets an id to quote, the details go to the log only."""
-    rid = request_id(request.scope)
-    log.error("request %s failed: %s %s", rid, request.method, request.url.path, exc_info=exc)
-    return JSONResponse(
-        {
-            "detail": f"internal server error; it has been logged as request {rid}",
-            "code": "internal_error",
-            "request_id": rid,
-        },
-        status_code=500,
-    )
-
-
-EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+# Anything else reaches ``RequestId``, the last resort, which answers 500 with the request id.
+EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error}
