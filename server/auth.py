@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -25,10 +30,17 @@ from server.config import Settings
 from server.errors import ApiError
 from storage import Database, User
 
+T = TypeVar("T")
+
 ALGORITHM = "HS256"
 SECRET_FILE = "jwt-secret"
 
-_hasher = PasswordHasher()
+# One lane: a hash keeps to one core, however many sign-ins come, so live sessions keep the
+# others (Argon2's default of four lane threads fills a two-core server on its own). The
+# attacker's cost per guess is the same: it is set by the memory and the passes, kept at
+# their defaults (64 MiB, 3 passes). Hashes made before keep their own parameters.
+_hasher = PasswordHasher(parallelism=1)
+PASSWORD_NICENESS = 10
 
 # Checked against when a username is unknown, so a sign-in takes as long either way.
 # Its password is random and thrown away: nothing can match it.
@@ -47,23 +59,37 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-class Passwords:
-    """Hashes and checks passwords in threads, a few at a time.
+def _yield_cpu() -> None:
+    """Lower the calling thread's CPU priority (Linux niceness is per thread); Argon2's lane
+    threads, started from it, inherit it."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_NICENESS)
 
-    Argon2 is slow on purpose (tens of milliseconds of CPU each); on the event loop a crowd of
-    sign-ins would stall every live session's output. The semaphore bounds the CPU they take.
+
+class Passwords:
+    """Hashes and checks passwords in threads of their own, a few at a time, at low priority.
+
+    Argon2 is slow on purpose (tens of milliseconds of CPU each, on several threads); on the
+    event loop a crowd of sign-ins would stall every live session's output. The semaphore
+    bounds how many run at once (a waiting sign-in can still be cancelled), and the threads'
+    low priority lets the event loop have the CPU first: a sign-in may wait, output may not.
     """
 
     def __init__(self, concurrency: int) -> None:
         self._slots = asyncio.Semaphore(concurrency)
+        self._threads = ThreadPoolExecutor(
+            concurrency, thread_name_prefix="passwords", initializer=_yield_cpu
+        )
+
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
 
     async def hash(self, password: str) -> str:
-        async with self._slots:
-            return await asyncio.to_thread(hash_password, password)
+        return await self._run(hash_password, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        async with self._slots:
-            return await asyncio.to_thread(verify_password, password_hash, password)
+        return await self._run(verify_password, password_hash, password)
 
 
 class TokenError(Exception):
