@@ -33,6 +33,7 @@ from bench.stats import ms, summary
 # run is killed as soon as the flood has been answered.
 TICKS = "import time\nfor i in range(500):\n    print(i, flush=True)\n    time.sleep(0.05)"
 TARGET_MS = 100.0
+LOGINS = 40
 WARMUP_SECONDS = 1.0  # output flowing before the flood is released
 
 
@@ -134,7 +135,7 @@ async def fire(url: str, logins: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.login_flood", description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--logins", type=int, default=40)
+    parser.add_argument("--logins", type=int, default=LOGINS)
     parser.add_argument("--fire", nargs=2, metavar=("URL", "LOGINS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fire:
