@@ -40,7 +40,7 @@ SECRET_FILE = "jwt-secret"
 # attacker's cost per guess is the same: it is set by the memory and the passes, kept at
 # their defaults (64 MiB, 3 passes). Hashes made before keep their own parameters.
 _hasher = PasswordHasher(parallelism=1)
-PASSWORD_NICENESS = 10
+PASSWORD_NICENESS = 19
 
 # Checked against when a username is unknown, so a sign-in takes as long either way.
 # Its password is random and thrown away: nothing can match it.
