@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -363,6 +364,35 @@ def test_health_and_readiness_show_no_urls_paths_or_errors(edge: ServerProcess) 
     assert body["engine"]["runtime"]
     for text in (alive.text, ready.text):
         assert "sqlite" not in text and str(edge.data_dir) not in text and "/" not in text
+
+
+def test_not_ready_is_a_503_that_names_the_part_but_not_the_engines_error(tmp_path: Path) -> None:
+    # More CPUs than the machine has: a valid setting that the engine refuses for every
+    # container, so the warm pool never fills.
+    server = ServerProcess(tmp_path, EXECSTREAM_CPUS="200")
+    server.launch()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"{server.url}/readyz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, server.log.read_text()
+                time.sleep(0.2)
+        time.sleep(1)  # the pool has tried and failed by now
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        alive = httpx.get(f"{server.url}/healthz", timeout=10)
+    finally:
+        server.stop()
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "unavailable"
+    assert body["pool"] == {"ok": False, "size": 2, "warm": 0}
+    assert body["engine"]["ok"] and body["database"]["ok"]
+    assert "cpu" not in ready.text.lower()
+    assert alive.status_code == 200
+    assert "CPU" in server.log.read_text()  # the engine's own words are in the log
 
 
 def test_an_unexpected_error_is_a_500_with_a_request_id_and_details_only_in_the_log(
