@@ -69,7 +69,7 @@ def _yield_cpu() -> None:
 class Passwords:
     """Hashes and checks passwords in threads of their own, a few at a time, at low priority.
 
-    Argon2 is slow on purpose (tens of milliseconds of CPU each, on several threads); on the
+    Argon2 is slow on purpose (tens of milliseconds of CPU each); on the
     event loop a crowd of sign-ins would stall every live session's output. The semaphore
     bounds how many run at once (a waiting sign-in can still be cancelled), and the threads'
     low priority lets the event loop have the CPU first: a sign-in may wait, output may not.
