@@ -33,6 +33,12 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--sessions", type=int, default=defaults.sessions)
     parser.add_argument("--flood-runs", type=int, default=defaults.flood_runs)
     parser.add_argument(
+        "--login-rounds",
+        type=int,
+        default=defaults.login_rounds,
+        help="rounds of the sign-in flood (alone: python -m bench.login_flood)",
+    )
+    parser.add_argument(
         "--breakdown-runs",
         type=int,
         default=defaults.breakdown_runs,
@@ -47,6 +53,7 @@ def parse(argv: list[str] | None) -> Options:
         seconds=args.seconds,
         sessions=args.sessions,
         flood_runs=max(args.flood_runs, 1),
+        login_rounds=max(args.login_rounds, 1),
         breakdown_runs=max(args.breakdown_runs, 1),
     )
 

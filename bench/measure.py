@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench import inprocess, sockets
+from bench import inprocess, login_flood, sockets
 from bench.engine import Engine, Phases
 from bench.machine import describe, load_average
 from bench.servers import Server, rss_bytes
@@ -30,6 +30,8 @@ class Options:
     seconds: float = 30.0
     sessions: int = 1000
     flood_runs: int = 20
+    login_rounds: int = 5
+    """Rounds of 40 wrong sign-ins at once against a program printing every 50 ms."""
     breakdown_runs: int = 20
     """Runs for the warm breakdown: DockerBackend in-process, and raw started containers."""
 
@@ -61,6 +63,7 @@ async def measure(options: Options, engine: Engine, warm: Target, cold: Target) 
             "seconds": options.seconds,
             "sessions": options.sessions,
             "flood_runs": options.flood_runs,
+            "login_rounds": options.login_rounds,
             "breakdown_runs": options.breakdown_runs,
         },
         "first_output": {},
@@ -72,6 +75,10 @@ async def measure(options: Options, engine: Engine, warm: Target, cold: Target) 
     results["flood"] = await flood(options, engine, warm)
     # What a flood is compared with: print("hello") from run to exit, in its warm series.
     results["flood"]["hello_run_to_exit"] = results["first_output"]["python"]["warm"]["exit"]
+    say(f"sign-in flood, warm: {options.login_rounds} rounds")
+    results["login_flood"] = await login_flood.measure(
+        warm.server.url, warm.url, warm.token, options.login_rounds, login_flood.LOGINS
+    )
     results["throughput"] = await throughput(options, engine, warm)
     results["idle_sessions"] = await idle_sessions(options, warm)
     results["machine"]["load_average_at_end"] = load_average()

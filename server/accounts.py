@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server import auth
+from server.audit import audit
 from server.errors import ApiError
 from server.http import json_body, validate
 from server.services import services
+from server.throttle import client_address
 from storage import Database, UsernameTaken
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -28,9 +31,11 @@ class TokenForm(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-async def create_account(db: Database, credentials: Credentials) -> auth.Account:
+async def create_account(
+    db: Database, credentials: Credentials, passwords: auth.Passwords | None = None
+) -> auth.Account:
     """Create a user; raises ``ApiError(409)`` when the name is taken. Shared with the CLI."""
-    password_hash = auth.hash_password(credentials.password)
+    password_hash = await (passwords or auth.Passwords(1)).hash(credentials.password)
     try:
         user = await db.create_user(credentials.username, password_hash)
     except UsernameTaken:
@@ -45,7 +50,7 @@ async def register(request: Request) -> Response:
     if not state.settings.allow_registration:
         raise ApiError(403, "registration_closed", "registration is switched off on this server")
     body = await json_body(request, Credentials)
-    account = await create_account(state.db, body)
+    account = await create_account(state.db, body, state.passwords)
     return JSONResponse(user_json(account), status_code=201)
 
 
@@ -56,7 +61,8 @@ async def token(request: Request) -> Response:
     user = await state.db.get_user_by_name(body.username)
     # Verify against a dummy hash for unknown names too, so timing does not reveal them.
     stored = user.password_hash if user else auth.DUMMY_HASH
-    if not auth.verify_password(stored, body.password) or user is None:
+    if not await state.passwords.verify(stored, body.password) or user is None:
+        audit("signin_failed", user=body.username, client=client_address(request.scope))
         raise ApiError(401, "invalid_credentials", "incorrect username or password")
     account = auth.Account.of(user)
     access_token, expires_in = state.tokens.issue(account.id, account.username)
@@ -65,10 +71,9 @@ async def token(request: Request) -> Response:
     )
 
 
+@requires("authenticated", status_code=401)
 async def me(request: Request) -> Response:
-    state = services(request)
-    user = await auth.authenticate(request, state.db, state.tokens)
-    return JSONResponse(user_json(user))
+    return JSONResponse(user_json(request.user))
 
 
 def user_json(user: auth.Account) -> dict[str, Any]:

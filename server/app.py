@@ -1,4 +1,4 @@
-"""The Starlette application: routes, error handling, and the services' lifetime."""
+"""The Starlette application: routes, the edge's middleware, and the services' lifetime."""
 
 from __future__ import annotations
 
@@ -6,25 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 
-from server import accounts, code, limits, web, ws
+from server import accounts, code, health, limits, web, ws
+from server.auth import TokenBackend
+from server.bodylimit import BodyLimit
 from server.config import Settings
 from server.http import EXCEPTION_HANDLERS
-from server.services import Services, services
-
-
-async def healthz(request: Request) -> Response:
-    state = services(request)
-    sandbox = await state.backend.health()
-    database = await state.db.health()
-    ok = bool(sandbox.get("ok")) and bool(database.get("ok"))
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "sandbox": sandbox, "database": database},
-        status_code=200 if ok else 503,
-    )
+from server.requestid import RequestId
+from server.services import Services
+from server.throttle import SignInThrottle
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -40,12 +32,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/healthz", healthz),
+            *health.routes,
             *accounts.routes,
             *code.routes,
             *limits.routes,
             *ws.routes,
             *web.routes,
+        ],
+        # Outermost first: an id for the log, then the body cap (which the throttle's own
+        # read of sign-in bodies obeys), then the throttle (before any password is hashed),
+        # then who is asking.
+        middleware=[
+            Middleware(RequestId),
+            Middleware(BodyLimit, limit=settings.max_body_bytes),
+            Middleware(
+                SignInThrottle,
+                per_address=settings.throttle_per_address,
+                per_username=settings.throttle_per_username,
+            ),
+            Middleware(AuthenticationMiddleware, backend=TokenBackend()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,

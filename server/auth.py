@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    BaseUser,
+    UnauthenticatedUser,
+)
 from starlette.requests import HTTPConnection
 
 from server.config import Settings
 from server.errors import ApiError
 from storage import Database, User
 
+T = TypeVar("T")
+
 ALGORITHM = "HS256"
 SECRET_FILE = "jwt-secret"
 
-_hasher = PasswordHasher()
+# One lane: a hash keeps to one core, however many sign-ins come, so live sessions keep the
+# others (Argon2's default of four lane threads fills a two-core server on its own). The
+# attacker's cost per guess is the same: it is set by the memory and the passes, kept at
+# their defaults (64 MiB, 3 passes). Hashes made before keep their own parameters.
+_hasher = PasswordHasher(parallelism=1)
+PASSWORD_NICENESS = 19
 
 # Checked against when a username is unknown, so a sign-in takes as long either way.
 # Its password is random and thrown away: nothing can match it.
@@ -40,6 +59,39 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+def _yield_cpu() -> None:
+    """Lower the calling thread's CPU priority (Linux niceness is per thread); Argon2's lane
+    threads, started from it, inherit it."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_NICENESS)
+
+
+class Passwords:
+    """Hashes and checks passwords in threads of their own, a few at a time, at low priority.
+
+    Argon2 is slow on purpose (tens of milliseconds of CPU each); on the
+    event loop a crowd of sign-ins would stall every live session's output. The semaphore
+    bounds how many run at once (a waiting sign-in can still be cancelled), and the threads'
+    low priority lets the event loop have the CPU first: a sign-in may wait, output may not.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self._threads = ThreadPoolExecutor(
+            concurrency, thread_name_prefix="passwords", initializer=_yield_cpu
+        )
+
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await self._run(verify_password, password_hash, password)
+
+
 class TokenError(Exception):
     """A token we refuse; ``code`` says why."""
 
@@ -51,12 +103,20 @@ class TokenExpired(TokenError):
 
 
 @dataclass(frozen=True)
-class Account:
+class Account(BaseUser):
     """A signed-in user, as the server's handlers see one: always stored, so always an id."""
 
     id: int
     username: str
     created_at: datetime
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.username
 
     @classmethod
     def of(cls, user: User) -> Account:
@@ -137,6 +197,17 @@ def _create_secret(path: Path) -> None:
         os.unlink(temporary)
 
 
+class Refused(UnauthenticatedUser):
+    """Who a request is when its token was refused: the 401 says why (``code``)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+
+
+NO_TOKEN = Refused("not_authenticated", "send a token: Authorization: Bearer <token>")
+
+
 def bearer_token(conn: HTTPConnection) -> str | None:
     """The token a request carries: ``Authorization: Bearer``, or ``?token=`` on a WebSocket."""
     scheme, _, token = conn.headers.get("authorization", "").partition(" ")
@@ -152,7 +223,7 @@ async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> Ac
     """The user behind the request's token; raises ``ApiError(401)`` otherwise."""
     token = bearer_token(conn)
     if token is None:
-        raise ApiError(401, "not_authenticated", "send a token: Authorization: Bearer <token>")
+        raise ApiError(401, NO_TOKEN.code, NO_TOKEN.detail)
     try:
         claims = tokens.decode(token)
     except TokenError as exc:
@@ -161,3 +232,19 @@ async def authenticate(conn: HTTPConnection, db: Database, tokens: Tokens) -> Ac
     if user is None:
         raise ApiError(401, "invalid_token", "the token's user does not exist")
     return Account.of(user)
+
+
+class TokenBackend(AuthenticationBackend):
+    """Starlette's authentication for every request; ``@requires`` guards the doors.
+
+    It never fails a request itself: public routes stay public whatever token a client sends,
+    and a refused token only matters (as a 401 naming its reason) where one is required.
+    """
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        state = conn.app.state.services
+        try:
+            account = await authenticate(conn, state.db, state.tokens)
+        except ApiError as exc:
+            return AuthCredentials(), Refused(exc.code, exc.detail)
+        return AuthCredentials(["authenticated"]), account

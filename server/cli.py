@@ -58,10 +58,18 @@ def _wants(command: str, argv: list[str] | None) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from server.config import explain
     from server.serve import serve
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    serve(Settings(**overrides))
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"execstream: {explain(exc)}", file=sys.stderr)
+        return 2
+    serve(settings)
     return 0
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox import LANGUAGES, SandboxError
-from server.auth import authenticate
 from server.errors import ApiError, from_sandbox
 from server.http import json_body, validate
 from server.runs import RunSpec
@@ -18,27 +18,35 @@ from server.services import services
 from storage import CodeExecution, CursorNotFound
 
 MAX_PAGE = 100
+# Ids, offsets and counts: SQLite's integers (and JavaScript's exact ones) go further, but no
+# real value does; bounding them keeps absurd numbers out of the database driver.
+MAX_INT = 2**31 - 1
 
 
 class ExecuteRequest(BaseModel):
     code: str
-    language: str
+    language: str = Field(max_length=64)
     stdin: str | None = ""
-    project_id: int | None = None
+    project_id: int | None = Field(default=None, ge=0, le=MAX_INT)
     save_history: bool = True
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
 
 
 class HistoryQuery(BaseModel):
-    project_id: int | None = None
-    limit: int = Field(default=50, ge=1)
-    offset: int = Field(default=0, ge=0)
-    cursor: int | None = Field(default=None, ge=1)
+    project_id: int | None = Field(default=None, ge=0, le=MAX_INT)
+    limit: int = Field(default=50, ge=1, le=MAX_INT)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
+    cursor: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
+class ExecutionPath(BaseModel):
+    execution_id: int = Field(ge=1, le=MAX_INT)
+
+
+@requires("authenticated", status_code=401)
 async def execute(request: Request) -> Response:
     state = services(request)
-    user = await authenticate(request, state.db, state.tokens)
+    user = request.user
     body = await json_body(request, ExecuteRequest)
     spec = RunSpec(
         language=body.language,
@@ -69,9 +77,10 @@ async def execute(request: Request) -> Response:
     )
 
 
+@requires("authenticated", status_code=401)
 async def history(request: Request) -> Response:
     state = services(request)
-    user = await authenticate(request, state.db, state.tokens)
+    user = request.user
     query = validate(HistoryQuery, dict(request.query_params))
     if query.cursor is not None and query.offset:
         raise ApiError(422, "invalid_request", "use either offset or cursor, not both")
@@ -92,26 +101,28 @@ async def history(request: Request) -> Response:
     return JSONResponse([record_json(r) for r in records], headers=headers)
 
 
+@requires("authenticated", status_code=401)
 async def history_item(request: Request) -> Response:
     state = services(request)
-    user = await authenticate(request, state.db, state.tokens)
+    user = request.user
     record = await state.db.get_execution(user.id, _execution_id(request))
     if record is None:
         raise ApiError(404, "not_found", "no such execution")
     return JSONResponse(record_json(record))
 
 
+@requires("authenticated", status_code=401)
 async def delete_history_item(request: Request) -> Response:
     state = services(request)
-    user = await authenticate(request, state.db, state.tokens)
+    user = request.user
     if not await state.db.delete_execution(user.id, _execution_id(request)):
         raise ApiError(404, "not_found", "no such execution")
     return Response(status_code=204)
 
 
+@requires("authenticated", status_code=401)
 async def languages(request: Request) -> Response:
     state = services(request)
-    await authenticate(request, state.db, state.tokens)
     versions = state.backend.versions
     return JSONResponse(
         [
@@ -128,10 +139,7 @@ async def languages(request: Request) -> Response:
 
 
 def _execution_id(request: Request) -> int:
-    raw = request.path_params["execution_id"]
-    if not raw.isdigit():
-        raise ApiError(404, "not_found", "no such execution")
-    return int(raw)
+    return validate(ExecutionPath, request.path_params).execution_id
 
 
 def record_json(record: CodeExecution) -> dict[str, Any]:

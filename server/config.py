@@ -7,13 +7,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+import annotated_types
+import limits
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox import Limits
 
 KB = 1024
 MB = 1024 * KB
+GB = 1024 * MB
 
 
 class Settings(BaseSettings):
@@ -21,10 +24,13 @@ class Settings(BaseSettings):
 
     # Serving
     host: str = "127.0.0.1"
-    port: int = 8000
-    log_level: str = "info"
-    instance_prefix: str = Field(default_factory=socket.gethostname)
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    instance_prefix: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
     """Start of this server instance's id (then random hex): it labels the containers it makes."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses (or ``*``) of reverse proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; by default none, so the client is the TCP peer."""
 
     # Sandbox
     backend: Literal["docker", "local"] = "docker"
@@ -34,26 +40,39 @@ class Settings(BaseSettings):
     """Warm containers kept ready per language; 0 turns the pool off."""
 
     # Capacity: runs at once, so one user (or a crowd) cannot starve everyone else
-    max_runs: int = Field(default=64, ge=1)
-    max_runs_per_user: int = Field(default=8, ge=1)
+    max_runs: int = Field(default=64, ge=1, le=10_000)
+    max_runs_per_user: int = Field(default=8, ge=1, le=1_000)
 
-    # Limits of one run
-    max_wall_time: float = Field(default=30.0, gt=0)
-    memory_bytes: int = 128 * MB
-    cpus: float = 0.5
-    pids: int = 64
-    output_bytes: int = 10 * KB
-    code_bytes: int = 50 * KB
-    stdin_bytes: int = 64 * KB
-    stdin_backlog_bytes: int = 256 * KB
+    # Limits of one run. Zero is not "none" here: Docker reads 0 as unlimited, so each has a floor.
+    max_wall_time: float = Field(default=30.0, ge=0.1, le=3600)
+    memory_bytes: int = Field(default=128 * MB, ge=6 * MB, le=64 * GB)
+    cpus: float = Field(default=0.5, ge=0.01, le=256)
+    pids: int = Field(default=64, ge=1, le=32_768)
+    output_bytes: int = Field(default=10 * KB, ge=1, le=64 * MB)
+    code_bytes: int = Field(default=50 * KB, ge=1, le=16 * MB)
+    stdin_bytes: int = Field(default=64 * KB, ge=0, le=64 * MB)
+    stdin_backlog_bytes: int = Field(default=256 * KB, ge=1, le=64 * MB)
     """Typed input a program has not read yet, at most; past it, input is refused."""
-    tmp_bytes: int = 16 * MB
-    open_files: int = 256
-    file_bytes: int = 8 * MB
+    tmp_bytes: int = Field(default=16 * MB, ge=1 * MB, le=16 * GB)
+    open_files: int = Field(default=256, ge=16, le=65_536)
+    file_bytes: int = Field(default=8 * MB, ge=1, le=16 * GB)
 
-    # Protocol
-    max_frame_bytes: int = 128 * KB
+    # Protocol and HTTP edge
+    max_frame_bytes: int = Field(default=128 * KB, ge=1 * KB, le=64 * MB)
     """Largest WebSocket frame accepted from a client: room for the largest code plus stdin."""
+    max_body_bytes: int = Field(default=512 * KB, ge=1 * KB, le=64 * MB)
+    """Largest HTTP request body, JSON or form; refused with 413 while it is being read."""
+    allowed_origins: str = ""
+    """Comma-separated origins whose pages may open a WebSocket; empty: the server's own."""
+    max_sockets_per_user: int = Field(default=16, ge=1, le=10_000)
+
+    # Sign-in abuse
+    throttle_per_address: str = "300/minute"
+    """Sign-in and sign-up requests per client address (a whole school may share one NAT)."""
+    throttle_per_username: str = "10/minute"
+    """Sign-in and sign-up requests per username: this is what stops password guessing."""
+    hash_concurrency: int = Field(default=1, ge=1, le=64)
+    """Password hashes computed at once (in threads, off the event loop)."""
 
     # Storage and accounts
     data_dir: Path = Path("data")
@@ -61,7 +80,7 @@ class Settings(BaseSettings):
     """SQLAlchemy async URL; defaults to a SQLite file in ``data_dir``."""
     jwt_secret: str | None = None
     """Signing secret for tokens; when unset, one is generated once into ``data_dir``."""
-    token_minutes: int = Field(default=24 * 60, gt=0)
+    token_minutes: int = Field(default=24 * 60, ge=1, le=366 * 24 * 60)
     allow_registration: bool = True
     history_days: int = Field(default=90, ge=1, le=100 * 365)
     """Stored runs older than this many days are purged."""
@@ -88,6 +107,30 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("throttle_per_address", "throttle_per_username")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            item = limits.parse(value)
+        except ValueError:
+            raise ValueError("expected a rate such as 10/minute") from None
+        if item.amount < 1:
+            raise ValueError("expected a rate of at least 1 per period")
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return _split(self.trusted_proxies)
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        return [origin.rstrip("/").lower() for origin in _split(self.allowed_origins)]
+
     @cached_property
     def limits(self) -> Limits:
         return Limits(
@@ -106,3 +149,35 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'execstream.db'}"
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def explain(exc: ValidationError) -> str:
+    """One line naming each bad variable, its value and what is allowed."""
+    parts = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"EXECSTREAM_{name.upper()}"
+        allowed = _allowed(name)
+        reason = (
+            f"allowed range {allowed}" if allowed else error["msg"].removeprefix("Value error, ")
+        )
+        parts.append(f"{variable}={error.get('input')!s} is refused: {reason}")
+    return "invalid setting: " + "; ".join(parts)
+
+
+def _allowed(name: str) -> str:
+    """``low..high`` from a field's bounds, or empty when it has none."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return ""
+    low = high = ""
+    for rule in field.metadata:
+        if isinstance(rule, annotated_types.Ge):
+            low = str(rule.ge)
+        elif isinstance(rule, annotated_types.Le):
+            high = str(rule.le)
+    return f"{low}..{high}" if low or high else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -11,20 +10,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.auth import NO_TOKEN, Refused
 from server.errors import ApiError, from_validation
-
-log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY_BYTES = 512 * 1024
+BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 async def json_body(request: Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``, or a 4xx that says what is wrong."""
+    """The request's JSON body as ``model``, or a 4xx that says what is wrong.
+
+    Its size is bounded while it is read, by ``BodyLimit`` around the whole app.
+    """
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"request body is limited to {MAX_BODY_BYTES} bytes")
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -41,24 +40,24 @@ def validate(model: type[M], data: Any) -> M:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = BEARER if exc.status == 401 else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 401:
+        # Raised by ``@requires``: the authentication backend kept why the token was refused.
+        user = request.scope.get("user")
+        refused = user if isinstance(user, Refused) else NO_TOKEN
+        return JSONResponse(
+            {"detail": refused.detail, "code": refused.code}, status_code=401, headers=BEARER
+        )
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         {"detail": exc.detail, "code": code}, status_code=exc.status_code, headers=exc.headers
     )
 
 
-async def server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(
-        {"detail": "internal server error; it has been logged", "code": "internal_error"},
-        status_code=500,
-    )
-
-
-EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+# Anything else reaches ``RequestId``, the last resort, which answers 500 with the request id.
+EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error}

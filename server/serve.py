@@ -5,29 +5,35 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import sys
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.audit import logger as audit_logger
 from server.config import Settings
-
-# Room for the largest legal frame and then some: bigger frames are refused by our own
-# check with an ``error`` frame; only absurd ones make uvicorn drop the connection.
-WS_MAX_SIZE = 4 * 1024 * 1024
 
 
 class RedactTokens(logging.Filter):
-    """Browsers put their token in the WebSocket's query string; keep it out of the logs."""
+    """Browsers put their token in the WebSocket's query string; keep it out of the logs.
+
+    Redacts in place, keeping ``record.args`` a tuple: uvicorn's access formatter unpacks it.
+    """
 
     pattern = re.compile(r"(token=)[^&\s\"]+")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
-        record.msg = self.pattern.sub(r"\1[redacted]", str(record.msg))
+        record.msg = self.redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redact(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self.redact(value) for key, value in record.args.items()}
         return True
+
+    def redact(self, value: Any) -> Any:
+        return self.pattern.sub(r"\1[redacted]", value) if isinstance(value, str) else value
 
 
 class DrainingServer(uvicorn.Server):
@@ -44,18 +50,35 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def audit_to_output() -> None:
+    """Audit entries go out bare, one JSON object per line, whatever the log level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    audit_logger.handlers[:] = [handler]
+    audit_logger.setLevel(logging.INFO)
+    audit_logger.propagate = False
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    audit_to_output()
     app = create_app(settings)
+    trusted = settings.trusted_proxy_list
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Forwarded headers are believed only from the proxies named in the settings
+        # (uvicorn trusts 127.0.0.1 by default: an attacker on the host could claim any address).
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         ws="websockets-sansio",
-        ws_max_size=WS_MAX_SIZE,
+        # A frame over the limit gets an ``error`` frame from the session and the socket
+        # stays; uvicorn drops only frames of more than twice that, so memory stays bounded.
+        ws_max_size=2 * settings.max_frame_bytes,
         # Frames are small JSON and output is capped at 10 KB: compression saves little and
         # its per-socket state is half the memory of an idle session.
         ws_per_message_deflate=False,

@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection
 from sandbox import Backend
 from sandbox.docker import DockerBackend, new_owner_id
 from sandbox.local import LocalBackend
-from server.auth import Tokens
+from server.auth import Passwords, Tokens
 from server.config import Settings
 from server.lease import Lease
 from server.retention import Retention
@@ -42,6 +42,7 @@ class Services:
     backend: Backend
     db: Database
     tokens: Tokens
+    passwords: Passwords
     runs: RunService
     lease: Lease
     retention: Retention
@@ -98,6 +99,7 @@ class Services:
             backend=backend,
             db=db,
             tokens=Tokens.from_settings(settings),
+            passwords=Passwords(settings.hash_concurrency),
             runs=runs,
             lease=lease,
             retention=retention,

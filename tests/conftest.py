@@ -91,10 +91,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server for the whole session (uvicorn in a subprocess, real engine, SQLite)."""
-    process = ServerProcess(tmp_path_factory.mktemp("server")).start()
-    yield process
+    """One real server for the whole session (uvicorn in a subprocess, real engine, SQLite).
+
+    It logs at ``info``, so every request's access line is formatted; the suite fails if its
+    output holds a logging error or a traceback: nothing the tests do should crash anything.
+    """
+    process = ServerProcess(tmp_path_factory.mktemp("server"), EXECSTREAM_LOG_LEVEL="info")
+    yield process.start()
     process.stop()
+    log = process.log.read_text()
+    for sign in ("Logging error", "Traceback"):
+        assert sign not in log, f"the shared server's log holds {sign!r}:\n{log[-5000:]}"
 
 
 @pytest.fixture

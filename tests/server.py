@@ -110,7 +110,7 @@ class ServerProcess:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited at start:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

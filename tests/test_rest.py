@@ -368,11 +368,14 @@ def test_languages(server: ServerProcess, user) -> None:
 def test_health_and_unknown_routes(server: ServerProcess) -> None:
     with api(server, None) as client:
         health = client.get("/healthz")
+        ready = client.get("/readyz")
         missing = client.get("/api/v1/nothing-here")
     assert health.status_code == 200
-    assert health.json()["status"] == "ok"
-    assert health.json()["sandbox"]["backend"] == "docker"
-    assert health.json()["database"]["ok"] is True
+    assert health.json() == {"status": "alive"}
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["engine"]["backend"] == "docker"
+    assert ready.json()["database"]["ok"] is True
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
 

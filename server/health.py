@@ -1,0 +1,69 @@
+"""Liveness and readiness, for load balancers and orchestrators; neither needs a login.
+
+They say what is up, never how it is set up: no URLs, paths or raw engine errors, which
+would tell an attacker about the host (the details of a failure go to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox import LANGUAGES
+from server.services import Services, services
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    """The process is alive and answering; nothing else is checked."""
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    """Whether runs can be served now: engine, database and warm pool (503 when not)."""
+    state = services(request)
+    checks = {
+        "engine": await _engine(state),
+        "database": await _database(state),
+        "pool": _pool(state),
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", **checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def _engine(state: Services) -> dict[str, Any]:
+    health = await state.backend.health()
+    ok = bool(health.get("ok"))
+    if not ok:
+        log.warning("readiness: the sandbox engine is not ready: %s", health.get("error"))
+    backend = state.backend
+    # ``runtime`` (e.g. runc or runsc) where the backend knows it, else the backend's name.
+    return {"ok": ok, "backend": backend.name, "runtime": getattr(backend, "runtime", backend.name)}
+
+
+async def _database(state: Services) -> dict[str, Any]:
+    health = await state.db.health()
+    ok = bool(health.get("ok"))
+    if not ok:
+        log.warning("readiness: the database is not ready: %s", health.get("error"))
+    return {"ok": ok}
+
+
+def _pool(state: Services) -> dict[str, Any]:
+    """Ready when it is off, or when it holds at least one warm sandbox: a pool that cannot
+    make any (a missing image, say) would turn every run into a cold start or a failure."""
+    pool = state.backend.pool
+    launchers = {language.launcher: language for language in LANGUAGES.values()}.values()
+    warm = sum(pool.idle(language) for language in launchers)
+    return {"ok": pool.size == 0 or warm > 0, "size": pool.size, "warm": warm}
+
+
+routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
