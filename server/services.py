@@ -34,6 +34,8 @@ def make_backend(settings: Settings) -> Backend:
         settings.docker_url,
         settings.pool_size,
         owner=new_owner_id(settings.instance_prefix),
+        idle_seconds=settings.pool_idle_seconds,
+        engine_timeout=settings.engine_timeout,
     )
 
 

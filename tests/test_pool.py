@@ -78,7 +78,7 @@ async def test_wall_time_counts_from_when_the_program_arrived(warm: DockerBacken
 
 async def test_a_warm_container_that_died_is_replaced_by_a_cold_one(warm: DockerBackend) -> None:
     python = LANGUAGES["python"]
-    for process in list(warm.pool._idle[python.launcher]):
+    for _, process in list(warm.pool._idle[python.launcher]):
         await process.container.kill()  # type: ignore[attr-defined]
     await asyncio.sleep(0.3)
     run = await warm.start(RunRequest("python", "print('fine')"))
@@ -90,7 +90,7 @@ async def test_close_removes_every_idle_container(settings: Settings) -> None:
     backend = DockerBackend(settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE))
     await backend.open()
     await filled(backend)
-    idle = [p.id for ps in backend.pool._idle.values() for p in ps]  # type: ignore[attr-defined]
+    idle = [p.id for ps in backend.pool._idle.values() for _, p in ps]  # type: ignore[attr-defined]
     assert len(idle) == 4  # two for Python, two for Node.js
     await backend.close()
     assert not set(idle) & set(await managed_containers())
