@@ -58,6 +58,8 @@ class HangingEngine:
             await asyncio.gather(
                 self._requests(client_in, engine_out), self._pipe(engine_in, client_out)
             )
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # stopped, or one side went away: close both
         finally:
             client_out.close()
             engine_out.close()
