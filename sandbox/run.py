@@ -209,7 +209,7 @@ class Run:
 
     async def kill(self) -> None:
         """Stop the program now; its status becomes ``killed``. Never raises: when the
-        sandbox cannot be reached, its supervision is cancelled, which removes it."""
+        sandbox cannot be signalled, it is removed, which stops the program too."""
         if self.done:
             return
         self._stop_requested = True
@@ -217,7 +217,8 @@ class Run:
             await self._process.signal("SIGKILL")
         except Exception as exc:
             log.warning("could not kill run %s (%s): removing its sandbox", self.id, exc)
-            self._task.cancel()
+            with contextlib.suppress(Exception):
+                await self._process.remove()
 
     def on_closed(self, callback: Callable[[Run], object]) -> None:
         """Call ``callback(run)`` once the sandbox is gone."""

@@ -218,3 +218,24 @@ async def owned_by(owner: str) -> list[str]:
             all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
         )
         return [c.id for c in containers]
+
+
+async def test_a_kill_the_engine_refuses_still_ends_the_run_and_its_container(
+    settings: Settings,
+) -> None:
+    backend = DockerBackend(settings.limits, settings.image, owner=new_owner_id(SUITE))
+    await backend.open()
+    try:
+        run = await backend.start(RunRequest("python", "import time\ntime.sleep(60)"))
+        process = run._process  # type: ignore[attr-defined]
+
+        async def refuse(**kwargs: object) -> None:
+            raise aiodocker.DockerError(500, {"message": "engine says no"})
+
+        process.container.kill = refuse
+        async with asyncio.timeout(10):
+            result = await run.close()  # no exception, and no wait for the wall time
+        assert result.status is Status.KILLED  # removing it stopped it
+        assert not await owned_by(backend.owner)
+    finally:
+        await backend.close()
