@@ -133,14 +133,20 @@ class Remover:
 
     async def remove(self, container: DockerContainer) -> bool:
         """Whether the container is gone; if not, it is retried later."""
+        if await self._attempt(container):
+            return True
+        if self._retrying is None or self._retrying.done():
+            self._retrying = self._spawn(self._retry())
+        return False
+
+    async def _attempt(self, container: DockerContainer) -> bool:
+        """One bounded try; a container that is still there is kept for the next."""
         try:
             async with asyncio.timeout(self.timeout):
                 await remove_container(container)
         except ENGINE_ERRORS as exc:
             log.warning("could not remove container %s: %s", container.id[:12], describe(exc))
             self.failed[container.id] = container
-            if self._retrying is None or self._retrying.done():
-                self._retrying = self._spawn(self._retry())
             return False
         self.failed.pop(container.id, None)
         return True
@@ -161,10 +167,7 @@ class Remover:
         for delay in itertools.chain(_RETRY_SECONDS, itertools.repeat(_RETRY_SECONDS[-1])):
             await asyncio.sleep(delay)
             for container in list(self.failed.values()):
-                with contextlib.suppress(*ENGINE_ERRORS):
-                    async with asyncio.timeout(self.timeout):
-                        await remove_container(container)
-                    self.failed.pop(container.id, None)
+                await self._attempt(container)
             if not self.failed:
                 return
 
@@ -182,10 +185,7 @@ class Remover:
         if pending:
             await asyncio.wait(pending, timeout=self.timeout)
         for container in list(self.failed.values()):
-            with contextlib.suppress(*ENGINE_ERRORS):
-                async with asyncio.timeout(self.timeout):
-                    await remove_container(container)
-                self.failed.pop(container.id, None)
+            await self._attempt(container)
         if self.failed:
             log.error(
                 "left %d container(s) the engine would not remove, for the sweep: %s",
@@ -310,8 +310,8 @@ class DockerBackend(Backend):
         idle_seconds: float = 600.0,
         engine_timeout: float = 5.0,
     ) -> None:
-        # A warm container is handed out only while it has a tenth of its idle time left
-        # (at least a second): its init ends it at ``idle_seconds`` if no program came.
+        # A warm container is handed out only while a tenth of its idle time (a second at
+        # least) is left: its init ends it at ``idle_seconds`` if no program came by then.
         super().__init__(limits, pool_size, idle_seconds - max(1.0, idle_seconds / 10))
         self.image = image
         self.owner = owner or new_owner_id()
