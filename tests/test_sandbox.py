@@ -535,12 +535,12 @@ SLACK = 4.0  # for the engine to report an exit on a loaded machine; never part 
 
 
 async def unsupervised(
-    backend: DockerBackend, source: str, wall_time: float
+    backend: DockerBackend, source: str, wall_time: float, language: str = "python"
 ) -> tuple[DockerProcess, asyncio.Task[bytes]]:
     """Start a program the way a server does, then leave it alone: no timer, no kill."""
-    python = LANGUAGES["python"]
-    process = await backend.prepare(python)
-    await process.begin(backend.header(python, source, wall_time, process))
+    lang = LANGUAGES[language]
+    process = await backend.prepare(lang)
+    await process.begin(backend.header(lang, source, wall_time, process))
 
     async def output() -> bytes:
         seen = b""
@@ -601,17 +601,31 @@ ESCAPES = {
 }
 
 
+# Node.js may reuse fd 3 once the launcher closed it: whatever the write does, it cannot reach
+# init, which closed its end after reading the wall time.
+NODE_ESCAPE = code("""
+    const fs = require("fs");
+    for (const attempt of [() => fs.writeSync(3, "1e9"), () => fs.openSync("/proc/1/fd/3", "w")]) {
+      try { attempt(); console.log("wrote"); } catch (err) { console.log("refused", err.code); }
+    }
+    console.log("env", process.env.EXECSTREAM_START_FD);
+    for (;;) {}
+""")
+
+
 async def test_nothing_outlives_its_wall_time_without_a_server(backend: DockerBackend) -> None:
     wall_time = 1.0
     started = time.monotonic()
     runs = await asyncio.gather(
-        *(unsupervised(backend, source, wall_time) for source in ESCAPES.values())
+        *(unsupervised(backend, source, wall_time) for source in ESCAPES.values()),
+        unsupervised(backend, NODE_ESCAPE, wall_time, "javascript"),
     )
     try:
         async with asyncio.timeout(wall_time + WATCHDOG_GRACE + SLACK):
             exits = await asyncio.gather(*(process.wait() for process, _ in runs))
         elapsed = time.monotonic() - started
-        outputs = dict(zip(ESCAPES, await asyncio.gather(*(out for _, out in runs)), strict=True))
+        *outputs_in_order, node_output = await asyncio.gather(*(out for _, out in runs))
+        outputs = dict(zip(ESCAPES, outputs_in_order, strict=True))
     finally:
         await asyncio.gather(*(process.remove() for process, _ in runs))
     assert elapsed >= wall_time + WATCHDOG_GRACE - 0.5  # the program had its full time
@@ -624,6 +638,7 @@ async def test_nothing_outlives_its_wall_time_without_a_server(backend: DockerBa
     )
     assert outputs["attaches to PID 1 with ptrace"] == b"ptrace -1 1\n"  # EPERM
     assert outputs["leaves a detached child behind"] == b"forked\n"
+    assert node_output.endswith(b"env undefined\n")
 
 
 async def test_the_wall_time_a_launcher_reports_is_capped_by_the_server_limit(
