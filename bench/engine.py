@@ -77,7 +77,8 @@ class Engine:
         await self.docker.close()
 
     def config(self, language: Language) -> dict[str, Any]:
-        config = container_config(self.image, language, self.limits, self.owner)
+        # The server's config, idle deadline included (its default: these containers never idle).
+        config = container_config(self.image, language, self.limits, self.owner, 600)
         config["Labels"] = {**config["Labels"], BENCH_LABEL: "true"}
         return config
 
@@ -89,7 +90,7 @@ class Engine:
     async def first_output(self, language_id: str, code: str) -> Phases:
         """create → attach → start → header → first stdout byte; the container is then removed."""
         language = LANGUAGES[language_id]
-        program = header(language, code, FOLDER, LAUNCHERS)
+        program = header(language, code, self.limits.wall_time, FOLDER, LAUNCHERS)
         async with asyncio.timeout(RUN_SECONDS):
             t0 = time.perf_counter()
             container = await self._create(language)
@@ -118,7 +119,7 @@ class Engine:
         launchers to be waiting, then given their program one after the other.
         """
         language = LANGUAGES[language_id]
-        program = header(language, code, FOLDER, LAUNCHERS)
+        program = header(language, code, self.limits.wall_time, FOLDER, LAUNCHERS)
         started: list[tuple[DockerContainer, Stream]] = []
         times: list[float] = []
         try:
@@ -151,7 +152,7 @@ class Engine:
     async def complete(self, language_id: str, code: str) -> int:
         """create → attach → start → header → read to the end → wait → remove; the exit code."""
         language = LANGUAGES[language_id]
-        program = header(language, code, FOLDER, LAUNCHERS)
+        program = header(language, code, self.limits.wall_time, FOLDER, LAUNCHERS)
         async with asyncio.timeout(RUN_SECONDS):
             container = await self._create(language)
             stream: Stream | None = None

@@ -17,8 +17,12 @@ from sandbox.run import Limits, Process, Run, RunRequest
 log = logging.getLogger(__name__)
 
 
-def header(language: Language, code: str, folder: str, launchers: str) -> bytes:
-    """The launcher's header: a line with the byte count, then the JSON itself."""
+def header(language: Language, code: str, wall_time: float, folder: str, launchers: str) -> bytes:
+    """The launcher's header: a line with the byte count, then the JSON itself.
+
+    ``wall_time`` arms the watchdog inside the sandbox, if it has one (the Docker image's
+    init), so the program ends even when nobody is left to stop it.
+    """
 
     def fill(argv: tuple[str, ...] | None) -> list[str] | None:
         if argv is None:
@@ -31,6 +35,7 @@ def header(language: Language, code: str, folder: str, launchers: str) -> bytes:
             "code": code,
             "compile": fill(language.compile),
             "run": fill(language.run),
+            "wall_time": wall_time,
         }
     ).encode()
     return b"%d\n%s" % (len(body), body)
@@ -41,10 +46,12 @@ class Backend(abc.ABC):
 
     name: str
 
-    def __init__(self, limits: Limits, pool_size: int = 0) -> None:
+    def __init__(
+        self, limits: Limits, pool_size: int = 0, pool_lifetime: float | None = None
+    ) -> None:
         self.limits = limits
         self.versions: dict[str, str] = {}
-        self.pool = Pool(self.prepare, pool_size)
+        self.pool = Pool(self.prepare, pool_size, pool_lifetime)
 
     async def start(self, request: RunRequest) -> Run:
         """Check the request, then start its program; raises a ``SandboxError`` when refused."""
@@ -55,11 +62,11 @@ class Backend(abc.ABC):
         wall_time = self._wall_time(request.timeout)
         process = self.pool.take(language)
         warm = process is not None
-        if process is None or not await self._begin(process, language, request.code):
+        if process is None or not await self._begin(process, language, request.code, wall_time):
             # Cold: no warm process was ready, or the one we took had died meanwhile.
             warm = False
             process = await self.prepare(language)
-            if not await self._begin(process, language, request.code):
+            if not await self._begin(process, language, request.code, wall_time):
                 raise BackendUnavailable("the sandbox did not take the program")
         run = Run(
             process,
@@ -73,10 +80,12 @@ class Backend(abc.ABC):
         )
         return run
 
-    async def _begin(self, process: Process, language: Language, code: str) -> bool:
+    async def _begin(
+        self, process: Process, language: Language, code: str, wall_time: float
+    ) -> bool:
         """Hand the program over; False (and the process removed) when that failed."""
         try:
-            await process.begin(self.header(language, code, process))
+            await process.begin(self.header(language, code, wall_time, process))
         except Exception as exc:
             log.warning("a %s sandbox refused its program: %s", language.id, exc)
             await process.remove()
@@ -95,7 +104,9 @@ class Backend(abc.ABC):
         return timeout
 
     @abc.abstractmethod
-    def header(self, language: Language, code: str, process: Process) -> bytes: ...
+    def header(
+        self, language: Language, code: str, wall_time: float, process: Process
+    ) -> bytes: ...
 
     @abc.abstractmethod
     async def prepare(self, language: Language) -> Process:

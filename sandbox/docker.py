@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import signal as signals
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import aiodocker
@@ -35,10 +36,15 @@ whose label does not name a live process of their host, so during an upgrade on 
 engine this keeps them off our containers. Drop it once no such server is left."""
 FOLDER = "/tmp"
 LAUNCHERS = "/opt/execstream"
+INIT = f"{LAUNCHERS}/init"
 USER = "10001:10001"
+WATCHDOG_GRACE = 2.0
+"""Seconds the init of a container gives a program past its wall time before it kills
+everything: the server stops it at its wall time; init is for when the server cannot."""
 
 # The engine wraps calls that fail for reasons of its own; these are the ones we expect.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+_RETRY_SECONDS = (1, 5, 30, 60)  # between tries to remove a container the engine refused
 
 
 def new_owner_id(prefix: str | None = None) -> str:
@@ -51,10 +57,21 @@ def labels(owner: str, **extra: str) -> dict[str, str]:
     return {LABEL: "true", OWNER_LABEL: owner, LEGACY_LABEL: legacy, **extra}
 
 
-def container_config(image: str, language: Language, limits: Limits, owner: str) -> dict[str, Any]:
+def container_config(
+    image: str, language: Language, limits: Limits, owner: str, idle_seconds: float
+) -> dict[str, Any]:
     """Everything that isolates one run. Each flag here is part of the security model."""
     return {
         "Image": image,
+        # Our init (sandbox/image/init.c) ends the container after ``idle_seconds`` without a
+        # program, or at the program's wall time (at most ours) plus a grace.
+        "Entrypoint": [
+            INIT,
+            f"{idle_seconds:g}",
+            f"{limits.wall_time:g}",
+            f"{WATCHDOG_GRACE:g}",
+            "--",
+        ],
         "Cmd": [arg.format(launchers=LAUNCHERS, dir=FOLDER) for arg in language.launcher],
         "User": USER,
         "WorkingDir": FOLDER,
@@ -90,21 +107,108 @@ def container_config(image: str, language: Language, limits: Limits, owner: str)
 
 
 def exit_from_code(code: int, oom_killed: bool) -> Exit:
-    """tini, our PID 1, exits with 128+N when the program died of signal N."""
+    """Our init, PID 1, exits with 128+N when the program died of signal N (and with 137,
+    SIGKILL, when its watchdog ended the container)."""
     if code > 128:
         with contextlib.suppress(ValueError):
             return Exit(None, signals.Signals(code - 128).name, oom_killed)
     return Exit(code, None, oom_killed)
 
 
+class Remover:
+    """Removes containers within a bounded time, and never raises.
+
+    A container the engine would not remove (an error, or no answer in time) is kept and
+    retried in the background, with growing pauses, for as long as the backend is open.
+    What is still there when it closes is logged and left to the sweep of the containers of
+    dead instances (it carries our owner label); its init has stopped it by then anyway.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.failed: dict[str, DockerContainer] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._retrying: asyncio.Task[None] | None = None
+
+    async def remove(self, container: DockerContainer) -> bool:
+        """Whether the container is gone; if not, it is retried later."""
+        if await self._attempt(container):
+            return True
+        if self._retrying is None or self._retrying.done():
+            self._retrying = self._spawn(self._retry())
+        return False
+
+    async def _attempt(self, container: DockerContainer) -> bool:
+        """One bounded try; a container that is still there is kept for the next."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await remove_container(container)
+        except ENGINE_ERRORS as exc:
+            log.warning("could not remove container %s: %s", container.id[:12], describe(exc))
+            self.failed[container.id] = container
+            return False
+        self.failed.pop(container.id, None)
+        return True
+
+    def remove_when_made(self, creating: asyncio.Future[DockerContainer]) -> None:
+        """For a create we stopped waiting for: remove the container if the engine makes it
+        (``close`` waits for that a while)."""
+        self._spawn(self._remove_when_made(creating))
+
+    async def _remove_when_made(self, creating: asyncio.Future[DockerContainer]) -> None:
+        try:
+            container = await creating
+        except ENGINE_ERRORS:
+            return  # never made
+        await self.remove(container)
+
+    async def _retry(self) -> None:
+        for delay in itertools.chain(_RETRY_SECONDS, itertools.repeat(_RETRY_SECONDS[-1])):
+            await asyncio.sleep(delay)
+            for container in list(self.failed.values()):
+                await self._attempt(container)
+            if not self.failed:
+                return
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """One last bounded try for what is left; the rest goes to the sweep."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+        pending = [task for task in self._tasks if task is not self._retrying]
+        if pending:
+            await asyncio.wait(pending, timeout=self.timeout)
+        for container in list(self.failed.values()):
+            await self._attempt(container)
+        if self.failed:
+            log.error(
+                "left %d container(s) the engine would not remove, for the sweep: %s",
+                len(self.failed),
+                ", ".join(id_[:12] for id_ in self.failed),
+            )
+
+
 class DockerProcess:
-    """A started container whose launcher waits for its program on stdin."""
+    """A started container whose launcher waits for its program on stdin.
+
+    Every call to the engine that a run waits for is bounded by ``timeout``: an engine that
+    hangs makes the call fail, never the run hang.
+    """
 
     folder = FOLDER
 
-    def __init__(self, container: DockerContainer, stream: Stream) -> None:
+    def __init__(
+        self, container: DockerContainer, stream: Stream, remover: Remover, timeout: float
+    ) -> None:
         self.container = container
         self._stream = stream
+        self._remover = remover
+        self._timeout = timeout
         self._removed = False
 
     @property
@@ -117,7 +221,8 @@ class DockerProcess:
         transport = response.connection.transport if response and response.connection else None
         if transport is None or transport.is_closing():
             raise ConnectionError("the container's stdin is closed")
-        await self._stream.write_in(header)
+        async with asyncio.timeout(self._timeout):
+            await self._stream.write_in(header)
 
     async def read(self) -> Output | None:
         message = await self._stream.read_out()
@@ -137,14 +242,16 @@ class DockerProcess:
 
     async def signal(self, name: str) -> None:
         try:
-            await self.container.kill(signal=name)
+            async with asyncio.timeout(self._timeout):
+                await self.container.kill(signal=name)
         except aiodocker.DockerError as exc:
             if exc.status != 409:  # 409: it is not running any more, which is fine
                 raise
 
     async def wait(self) -> Exit:
         await self.container.wait()
-        state = (await self.container.show())["State"]
+        async with asyncio.timeout(self._timeout):
+            state = (await self.container.show())["State"]
         return exit_from_code(state["ExitCode"], state.get("OOMKilled", False))
 
     async def remove(self) -> None:
@@ -153,18 +260,19 @@ class DockerProcess:
         self._removed = True
         with contextlib.suppress(Exception):
             await self._stream.close()
-        await remove_container(self.container)
+        await self._remover.remove(self.container)
 
 
-async def create_container(docker: aiodocker.Docker, config: dict[str, Any]) -> DockerContainer:
-    """Create a container; if we are cancelled meanwhile, the engine may still make it, so
-    wait for it and remove it rather than leave it behind unnamed."""
+async def create_container(
+    docker: aiodocker.Docker, config: dict[str, Any], remover: Remover
+) -> DockerContainer:
+    """Create a container. If we stop waiting (cancelled, or out of time), the engine may
+    still make it: it is removed when it appears, rather than left behind."""
     creating = asyncio.ensure_future(docker.containers.create(config=config))
     try:
         return await asyncio.shield(creating)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await remove_container(await creating)
+        remover.remove_when_made(creating)
         raise
 
 
@@ -178,9 +286,14 @@ async def remove_container(container: DockerContainer) -> None:
             if exc.status == 404:
                 return
             if attempt == 2:
-                log.error("could not remove container %s: %s", container.id[:12], exc)
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the engine did not answer in time"
+    return str(exc) or type(exc).__name__
 
 
 class DockerBackend(Backend):
@@ -193,10 +306,17 @@ class DockerBackend(Backend):
         docker_url: str | None = None,
         pool_size: int = 0,
         owner: str | None = None,
+        idle_seconds: float = 600.0,
+        engine_timeout: float = 5.0,
     ) -> None:
-        super().__init__(limits, pool_size)
+        # A warm container is handed out only while a tenth of its idle time (a second at
+        # least) is left: its init ends it at ``idle_seconds`` if no program came by then.
+        super().__init__(limits, pool_size, idle_seconds - max(1.0, idle_seconds / 10))
         self.image = image
         self.owner = owner or new_owner_id()
+        self.idle_seconds = idle_seconds
+        self.engine_timeout = engine_timeout
+        self._remover = Remover(engine_timeout)
         self._docker_url = docker_url
         self._docker: aiodocker.Docker | None = None
 
@@ -209,22 +329,29 @@ class DockerBackend(Backend):
     async def open(self) -> None:
         self._docker = _client(self._docker_url)
         try:
-            await self.docker.version()
+            async with asyncio.timeout(self.engine_timeout):
+                await self.docker.version()
         except ENGINE_ERRORS as exc:
             await self.close()
-            raise BackendUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+            raise BackendUnavailable(f"cannot reach the Docker engine: {describe(exc)}") from exc
         try:
-            await self.docker.images.inspect(self.image)
-        except aiodocker.DockerError as exc:
+            async with asyncio.timeout(self.engine_timeout):
+                await self.docker.images.inspect(self.image)
+        except ENGINE_ERRORS as exc:
             await self.close()
             raise BackendUnavailable(
                 f"executor image {self.image!r} is missing; build it with scripts/ensure-image.sh"
             ) from exc
-        self.versions = await self._read_versions()
+        try:
+            self.versions = await self._read_versions()
+        except BaseException:
+            await self.close()
+            raise
         self.pool.start()
 
     async def close(self) -> None:
         await self.pool.close()
+        await self._remover.close()
         if self._docker is not None:
             connector = self._docker.connector
             await self._docker.close()
@@ -233,33 +360,38 @@ class DockerBackend(Backend):
 
     async def health(self) -> dict[str, Any]:
         try:
-            await self.docker.version()
+            async with asyncio.timeout(self.engine_timeout):
+                await self.docker.version()
         except (BackendUnavailable, *ENGINE_ERRORS) as exc:
-            return {"backend": self.name, "ok": False, "error": str(exc)}
+            return {"backend": self.name, "ok": False, "error": describe(exc)}
         return {"backend": self.name, "ok": True, "image": self.image}
 
-    def header(self, language: Language, code: str, process: Process) -> bytes:
-        return header(language, code, FOLDER, LAUNCHERS)
+    def header(self, language: Language, code: str, wall_time: float, process: Process) -> bytes:
+        return header(language, code, wall_time, FOLDER, LAUNCHERS)
 
     async def prepare(self, language: Language) -> DockerProcess:
+        """Create, attach and start a container, each step bounded by ``engine_timeout``."""
+        config = container_config(self.image, language, self.limits, self.owner, self.idle_seconds)
         try:
-            container = await create_container(
-                self.docker, container_config(self.image, language, self.limits, self.owner)
-            )
+            async with asyncio.timeout(self.engine_timeout):
+                container = await create_container(self.docker, config, self._remover)
         except ENGINE_ERRORS as exc:
-            raise BackendUnavailable(f"cannot create a container: {exc}") from exc
+            raise BackendUnavailable(f"cannot create a container: {describe(exc)}") from exc
+        stream = container.attach(stdin=True, stdout=True, stderr=True)
         try:
             # Attach before start, so not one byte of output is missed.
-            stream = container.attach(stdin=True, stdout=True, stderr=True)
-            await stream.__aenter__()
-            await container.start()
+            async with asyncio.timeout(self.engine_timeout):
+                await stream.__aenter__()
+            async with asyncio.timeout(self.engine_timeout):
+                await container.start()
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                await remove_container(container)
+                await stream.close()
+            await asyncio.shield(self._remover.remove(container))
             if isinstance(exc, ENGINE_ERRORS):
-                raise BackendUnavailable(f"cannot start a container: {exc}") from exc
+                raise BackendUnavailable(f"cannot start a container: {describe(exc)}") from exc
             raise
-        return DockerProcess(container, stream)
+        return DockerProcess(container, stream, self._remover, self.engine_timeout)
 
     async def owners(self) -> Counter[str]:
         """How many managed containers each owner (an instance id) has on the engine."""
@@ -276,25 +408,27 @@ class DockerBackend(Backend):
                 all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
             )
             for container in containers:
-                await remove_container(container)
-                removed += 1
+                removed += await self._remover.remove(container)
         return removed
 
     async def _read_versions(self) -> dict[str, str]:
         """The runtime versions recorded in the image at build time."""
-        container = await create_container(
-            self.docker,
-            {"Image": self.image, "Labels": labels(self.owner)},
-        )
+        config = {"Image": self.image, "Labels": labels(self.owner)}
         try:
-            archive = await container.get_archive(f"{LAUNCHERS}/versions.json")
+            async with asyncio.timeout(self.engine_timeout):
+                container = await create_container(self.docker, config, self._remover)
+        except ENGINE_ERRORS as exc:
+            raise BackendUnavailable(f"cannot create a container: {describe(exc)}") from exc
+        try:
+            async with asyncio.timeout(self.engine_timeout):
+                archive = await container.get_archive(f"{LAUNCHERS}/versions.json")
             member = archive.extractfile("versions.json")
             versions = json.loads(member.read()) if member else {}
-        except (aiodocker.DockerError, ValueError) as exc:
-            log.warning("could not read runtime versions from the image: %s", exc)
+        except (*ENGINE_ERRORS, ValueError) as exc:
+            log.warning("could not read runtime versions from the image: %s", describe(exc))
             versions = {}
         finally:
-            await remove_container(container)
+            await self._remover.remove(container)
         return {lang: str(versions.get(lang, LANGUAGES[lang].version)) for lang in LANGUAGES}
 
 

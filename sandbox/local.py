@@ -97,9 +97,9 @@ class LocalBackend(Backend):
     async def close(self) -> None:
         await self.pool.close()
 
-    def header(self, language: Language, code: str, process: Process) -> bytes:
+    def header(self, language: Language, code: str, wall_time: float, process: Process) -> bytes:
         assert isinstance(process, LocalProcess)
-        return header(language, code, process.folder, str(LAUNCHERS))
+        return header(language, code, wall_time, process.folder, str(LAUNCHERS))
 
     async def prepare(self, language: Language) -> LocalProcess:
         folder = tempfile.mkdtemp(prefix="execstream-")

@@ -228,11 +228,17 @@ class Run:
         await self._process.signal(name)
 
     async def kill(self) -> None:
-        """Stop the program now; its status becomes ``killed``."""
+        """Stop the program now; its status becomes ``killed``. Never raises: when the
+        sandbox cannot be signalled, it is removed, which stops the program too."""
         if self.done:
             return
         self._stop_requested = True
-        await self._process.signal("SIGKILL")
+        try:
+            await self._process.signal("SIGKILL")
+        except Exception as exc:
+            log.warning("could not kill run %s (%s): removing its sandbox", self.id, exc)
+            with contextlib.suppress(Exception):
+                await self._process.remove()
 
     def on_closed(self, callback: Callable[[Run], object]) -> None:
         """Call ``callback(run)`` once the sandbox is gone."""
@@ -270,6 +276,10 @@ class Run:
         try:
             stop = await self._until_end(pump, exited)
             elapsed = time.monotonic() - self._started
+            if stop is Status.OUTPUT_LIMIT:
+                # Past the cap nobody forwards output any more, but it must still be read: an
+                # engine whose output stream is not drained may hold up the kill and the exit.
+                pump = asyncio.create_task(self._discard())
             if stop is not None:
                 await self._process.signal("SIGKILL")
             async with asyncio.timeout(_KILL_GRACE):
@@ -342,16 +352,40 @@ class Run:
             await self._process.close_stdin()
 
     async def _pump(self) -> Status | None:
-        """Forward output until the program closes it, or stop at the cap."""
+        """Forward output until the program closes it, or stop at the cap.
+
+        stdout and stderr are each UTF-8 text, and the cap never cuts a character: a chunk's
+        last bytes that begin a character go out with the chunk that completes it, and the
+        cut falls before a character that would not fit whole.
+        """
         budget = self._output_bytes
+        held: dict[StreamName, bytes] = {"stdout": b"", "stderr": b""}
         while (out := await self._process.read()) is not None:
-            if len(out.data) > budget:
-                if budget:
-                    self._emit(Output(out.stream, out.data[:budget]))
+            data = held[out.stream] + out.data
+            whole = len(data) - _unfinished(data)
+            if whole > budget:
+                if cut := _boundary(data, budget):
+                    self._emit(Output(out.stream, data[:cut]))
                 self._truncated = True
                 return Status.OUTPUT_LIMIT
-            budget -= len(out.data)
-            self._emit(out)
+            budget -= whole
+            held[out.stream] = data[whole:]
+            if whole:
+                self._emit(Output(out.stream, data[:whole]))
+        # Bytes of a character the program never finished are its own output: send them.
+        for stream, rest in held.items():
+            if len(rest) > budget:
+                self._truncated = True
+                return Status.OUTPUT_LIMIT
+            if rest:
+                budget -= len(rest)
+                self._emit(Output(stream, rest))
+        return None
+
+    async def _discard(self) -> Status | None:
+        """Read output nobody will see until the program closes it."""
+        while await self._process.read() is not None:
+            pass
         return None
 
     def _status(self, stop: Status | None, exit_: Exit) -> Status:
@@ -366,3 +400,38 @@ class Run:
         if self._stop_requested or (self._signalled and stopped):
             return Status.KILLED
         return Status.SUCCESS if exit_.exit_code == 0 else Status.ERROR
+
+
+def _continuation(byte: int) -> bool:
+    return 0x80 <= byte <= 0xBF
+
+
+def _unfinished(data: bytes) -> int:
+    """How many bytes at the end of ``data`` begin a UTF-8 character it does not finish."""
+    for back in range(1, min(4, len(data) + 1)):
+        lead = data[-back]
+        if _continuation(lead):
+            continue
+        return back if back < _length(lead) else 0
+    return 0
+
+
+def _length(lead: int) -> int:
+    """Bytes in the UTF-8 character that ``lead`` begins (1 for anything that begins none)."""
+    if 0xC2 <= lead <= 0xDF:
+        return 2
+    if 0xE0 <= lead <= 0xEF:
+        return 3
+    if 0xF0 <= lead <= 0xF4:
+        return 4
+    return 1
+
+
+def _boundary(data: bytes, limit: int) -> int:
+    """The largest cut at most ``limit`` that does not split a UTF-8 character."""
+    cut = min(limit, len(data))
+    for _ in range(3):
+        if cut == len(data) or cut == 0 or not _continuation(data[cut]):
+            break
+        cut -= 1
+    return cut

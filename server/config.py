@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     docker_url: str | None = None
     pool_size: int = Field(default=2, ge=0, le=32)
     """Warm containers kept ready per language; 0 turns the pool off."""
+    pool_idle_seconds: float = Field(default=600.0, ge=10, le=86400)
+    """A container that got no program in this time ends itself (the pool replaces it first)."""
+    engine_timeout: float = Field(default=5.0, gt=0, le=120)
+    """Seconds for each call to the engine that a run waits for (create, attach, start...)."""
 
     # Capacity: runs at once, so one user (or a crowd) cannot starve everyone else
     max_runs: int = Field(default=64, ge=1, le=10_000)

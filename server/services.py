@@ -32,7 +32,13 @@ def make_backend(settings: Settings, owner: str) -> Backend:
     if settings.backend == "local":
         return LocalBackend(settings.limits, settings.pool_size)
     return DockerBackend(
-        settings.limits, settings.image, settings.docker_url, settings.pool_size, owner=owner
+        settings.limits,
+        settings.image,
+        settings.docker_url,
+        settings.pool_size,
+        owner=owner,
+        idle_seconds=settings.pool_idle_seconds,
+        engine_timeout=settings.engine_timeout,
     )
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import aiodocker
 import pytest
 
-from sandbox import LANGUAGES, RunRequest, Status
+from sandbox import LANGUAGES, BackendUnavailable, RunRequest, Status
 from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
 from server.config import Settings
 from tests.conftest import SUITE, managed_containers, wait_gone
+from tests.hanging_engine import HangingEngine
 from tests.helpers import collect
 
 pytestmark = pytest.mark.docker
@@ -78,7 +81,7 @@ async def test_wall_time_counts_from_when_the_program_arrived(warm: DockerBacken
 
 async def test_a_warm_container_that_died_is_replaced_by_a_cold_one(warm: DockerBackend) -> None:
     python = LANGUAGES["python"]
-    for process in list(warm.pool._idle[python.launcher]):
+    for _, process in list(warm.pool._idle[python.launcher]):
         await process.container.kill()  # type: ignore[attr-defined]
     await asyncio.sleep(0.3)
     run = await warm.start(RunRequest("python", "print('fine')"))
@@ -90,7 +93,7 @@ async def test_close_removes_every_idle_container(settings: Settings) -> None:
     backend = DockerBackend(settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE))
     await backend.open()
     await filled(backend)
-    idle = [p.id for ps in backend.pool._idle.values() for p in ps]  # type: ignore[attr-defined]
+    idle = [p.id for ps in backend.pool._idle.values() for _, p in ps]  # type: ignore[attr-defined]
     assert len(idle) == 4  # two for Python, two for Node.js
     await backend.close()
     assert not set(idle) & set(await managed_containers())
@@ -134,3 +137,114 @@ async def test_closing_while_the_pool_fills_leaves_nothing_behind(settings: Sett
         await asyncio.sleep(delay)  # close in the middle of creating, attaching, starting
         await backend.close()
     assert set(await managed_containers()) <= before
+
+
+async def test_warm_containers_are_replaced_before_their_idle_time_ends(
+    settings: Settings,
+) -> None:
+    # Idle for 3 s at most: the pool hands a container out for 2 s, then replaces it.
+    backend = DockerBackend(
+        settings.limits, settings.image, pool_size=1, owner=new_owner_id(SUITE), idle_seconds=3
+    )
+    await backend.open()
+    try:
+        await filled(backend)
+        first = {p.id for ps in backend.pool._idle.values() for _, p in ps}  # type: ignore[attr-defined]
+        await asyncio.sleep(3.5)
+        for container_id in first:
+            assert await wait_gone(container_id)
+        await filled(backend)
+        now = {p.id for ps in backend.pool._idle.values() for _, p in ps}  # type: ignore[attr-defined]
+        assert not first & now
+        run = await backend.start(RunRequest("python", "print('fresh')"))
+        done = await collect(run)
+        assert run.warm and done.stdout == b"fresh\n" and done.result.status is Status.SUCCESS
+    finally:
+        await backend.close()
+
+
+# An engine that hangs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["/containers/create", "/start"])
+async def test_an_engine_that_hangs_gives_backend_unavailable_in_time(
+    settings: Settings, tmp_path: Path, step: str
+) -> None:
+    with HangingEngine(tmp_path / "engine.sock") as engine:
+        backend = DockerBackend(
+            settings.limits,
+            settings.image,
+            engine.url,
+            owner=new_owner_id(SUITE),
+            engine_timeout=1.0,
+        )
+        await backend.open()
+        try:
+            engine.hang.add(step)
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable, match="did not answer in time"):
+                await backend.start(RunRequest("python", "print(1)"))
+            assert time.monotonic() - started < 4
+            assert engine.hung == 1
+            assert not await owned_by(backend.owner)  # a started-to-be container is removed
+            engine.hang.clear()
+            done = await collect(await backend.start(RunRequest("python", "print('back')")))
+            assert done.stdout == b"back\n"
+        finally:
+            await backend.close()
+        assert not await owned_by(backend.owner)
+
+
+async def test_a_removal_the_engine_refuses_is_retried_not_raised(settings: Settings) -> None:
+    backend = DockerBackend(settings.limits, settings.image, owner=new_owner_id(SUITE))
+    await backend.open()
+    try:
+        run = await backend.start(RunRequest("python", "import time\ntime.sleep(60)"))
+        process = run._process  # type: ignore[attr-defined]
+        refusals = 0
+        delete = process.container.delete
+
+        async def refuse_twice(**kwargs: object) -> None:
+            nonlocal refusals
+            if refusals < 6:  # remove_container tries three times per call
+                refusals += 1
+                raise aiodocker.DockerError(500, {"message": "engine says no"})
+            await delete(**kwargs)
+
+        process.container.delete = refuse_twice
+        await run.close()  # no exception, though the container is still there
+        assert await owned_by(backend.owner) == [process.id]
+        async with asyncio.timeout(15):  # retried after 1 s, then 5 s
+            while await owned_by(backend.owner):
+                await asyncio.sleep(0.2)
+    finally:
+        await backend.close()
+
+
+async def owned_by(owner: str) -> list[str]:
+    async with aiodocker.Docker() as docker:
+        containers = await docker.containers.list(
+            all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
+        )
+        return [c.id for c in containers]
+
+
+async def test_a_kill_the_engine_refuses_still_ends_the_run_and_its_container(
+    settings: Settings,
+) -> None:
+    backend = DockerBackend(settings.limits, settings.image, owner=new_owner_id(SUITE))
+    await backend.open()
+    try:
+        run = await backend.start(RunRequest("python", "import time\ntime.sleep(60)"))
+        process = run._process  # type: ignore[attr-defined]
+
+        async def refuse(**kwargs: object) -> None:
+            raise aiodocker.DockerError(500, {"message": "engine says no"})
+
+        process.container.kill = refuse
+        async with asyncio.timeout(10):
+            result = await run.close()  # no exception, and no wait for the wall time
+        assert result.status is Status.KILLED  # removing it stopped it
+        assert not await owned_by(backend.owner)
+    finally:
+        await backend.close()

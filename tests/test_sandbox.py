@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import textwrap
 import time
 
@@ -18,8 +19,9 @@ from sandbox import (
     StdinBacklog,
     UnknownLanguage,
 )
-from sandbox.docker import DockerBackend
-from tests.conftest import managed_containers, wait_gone
+from sandbox.docker import DockerBackend, DockerProcess, labels, new_owner_id
+from server.config import Settings
+from tests.conftest import SUITE, managed_containers, wait_gone
 from tests.helpers import collect, read_until
 
 pytestmark = pytest.mark.docker
@@ -492,3 +494,220 @@ async def test_unknown_language_names_the_supported_ones(backend: DockerBackend)
     with pytest.raises(UnknownLanguage) as refused:
         await backend.start(RunRequest("cobol", "DISPLAY 'HI'."))
     assert "python" in str(refused.value) and "typescript" in str(refused.value)
+
+
+# Characters at the output cap --------------------------------------------------------------
+
+
+async def test_the_cap_never_cuts_a_character(backend: DockerBackend) -> None:
+    # Two streams of multi-byte characters at odd offsets, written in pieces that split them.
+    source = code("""
+        import os
+        out = ("a" + "é€😀" * 4000).encode()
+        err = ("bb" + "😀€é" * 4000).encode()
+        for i in range(len(out) // 7):
+            os.write(1, out[7 * i : 7 * i + 7])
+            os.write(2, err[5 * i : 5 * i + 5])
+    """)
+    done = await run_to_end(backend, "python", source)
+    assert done.result.status is Status.OUTPUT_LIMIT
+    assert done.result.output_truncated is True
+    # Each stream is whole UTF-8 (strict decoding fails on a cut character), within the cap,
+    # and loses at most one character's bytes per stream.
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert 10_240 - 2 * 3 <= len(done.stdout) + len(done.stderr) <= 10_240
+    assert ("a" + "é€😀" * 4000).startswith(stdout)
+    assert ("bb" + "😀€é" * 4000).startswith(stderr)
+    # And no chunk starts or ends inside a character: each decodes alone.
+    for _, chunk in done.chunks:
+        chunk.decode()
+
+
+async def test_output_that_ends_inside_a_character_still_arrives(backend: DockerBackend) -> None:
+    done = await run_to_end(
+        backend, "python", "import os\nos.write(1, 'é'.encode()[:1])\nos.write(2, b'\\xff')"
+    )
+    assert (done.stdout, done.stderr) == (b"\xc3", b"\xff")
+    assert done.result.status is Status.SUCCESS
+
+
+# The watchdog inside the container ---------------------------------------------------------
+
+
+WATCHDOG_GRACE = 2.0
+SLACK = 4.0  # for the engine to report an exit on a loaded machine; never part of a limit
+
+
+async def unsupervised(
+    backend: DockerBackend, source: str, wall_time: float, language: str = "python"
+) -> tuple[DockerProcess, asyncio.Task[bytes]]:
+    """Start a program the way a server does, then leave it alone: no timer, no kill."""
+    lang = LANGUAGES[language]
+    process = await backend.prepare(lang)
+    await process.begin(backend.header(lang, source, wall_time, process))
+
+    async def output() -> bytes:
+        seen = b""
+        while (out := await process.read()) is not None:
+            seen += out.data
+        return seen
+
+    return process, asyncio.create_task(output())
+
+
+ESCAPES = {
+    "busy loop": "while True: pass",
+    "kills its parent and PID 1": code("""
+        import os, signal
+        for sig in (signal.SIGKILL, signal.SIGSTOP):
+            os.kill(os.getppid(), sig)
+            os.kill(1, sig)
+        print("pid 1 still there:", os.path.exists("/proc/1"), flush=True)
+        while True: pass
+    """),
+    "sends PID 1 the start signal and others again": code("""
+        import os, signal
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+            os.kill(1, sig)
+        print("signalled", flush=True)
+        while True: pass
+    """),
+    "writes a huge wall time to the deadline pipe": code("""
+        import os
+        for attempt in (lambda: os.write(3, b"1e9"), lambda: open("/proc/1/fd/3", "w")):
+            try:
+                attempt()
+                print("wrote", flush=True)
+            except OSError as exc:
+                print("refused", type(exc).__name__, flush=True)
+        print("env", os.environ.get("EXECSTREAM_START_FD"), flush=True)
+        while True: pass
+    """),
+    "attaches to PID 1 with ptrace": code("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        print("ptrace", libc.ptrace(16, 1, 0, 0), ctypes.get_errno(), flush=True)  # ATTACH
+        while True: pass
+    """),
+    "leaves a detached child behind": code("""
+        import os, signal, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_IGN)
+                while True: pass
+            os._exit(0)
+        print("forked", flush=True)
+        while True: time.sleep(1)
+    """),
+}
+
+
+# Node.js may reuse fd 3 once the launcher closed it: whatever the write does, it cannot reach
+# init, which closed its end after reading the wall time.
+NODE_ESCAPE = code("""
+    const fs = require("fs");
+    for (const attempt of [() => fs.writeSync(3, "1e9"), () => fs.openSync("/proc/1/fd/3", "w")]) {
+      try { attempt(); console.log("wrote"); } catch (err) { console.log("refused", err.code); }
+    }
+    console.log("env", process.env.EXECSTREAM_START_FD);
+    for (;;) {}
+""")
+
+
+async def test_nothing_outlives_its_wall_time_without_a_server(backend: DockerBackend) -> None:
+    wall_time = 1.0
+    started = time.monotonic()
+    runs = await asyncio.gather(
+        *(unsupervised(backend, source, wall_time) for source in ESCAPES.values()),
+        unsupervised(backend, NODE_ESCAPE, wall_time, "javascript"),
+    )
+    try:
+        async with asyncio.timeout(wall_time + WATCHDOG_GRACE + SLACK):
+            exits = await asyncio.gather(*(process.wait() for process, _ in runs))
+        elapsed = time.monotonic() - started
+        *outputs_in_order, node_output = await asyncio.gather(*(out for _, out in runs))
+        outputs = dict(zip(ESCAPES, outputs_in_order, strict=True))
+    finally:
+        await asyncio.gather(*(process.remove() for process, _ in runs))
+    assert elapsed >= wall_time + WATCHDOG_GRACE - 0.5  # the program had its full time
+    assert all(exit_.signal == "SIGKILL" for exit_ in exits), exits
+    # Each attempt ran, and failed.
+    assert outputs["kills its parent and PID 1"] == b"pid 1 still there: True\n"
+    assert outputs["sends PID 1 the start signal and others again"] == b"signalled\n"
+    assert outputs["writes a huge wall time to the deadline pipe"] == (
+        b"refused OSError\nrefused PermissionError\nenv None\n"
+    )
+    assert outputs["attaches to PID 1 with ptrace"] == b"ptrace -1 1\n"  # EPERM
+    assert outputs["leaves a detached child behind"] == b"forked\n"
+    assert node_output.endswith(b"env undefined\n")
+
+
+async def test_the_wall_time_a_launcher_reports_is_capped_by_the_server_limit(
+    settings: Settings,
+) -> None:
+    limits = dataclasses.replace(settings.limits, wall_time=1.0)
+    backend = DockerBackend(limits, settings.image, owner=new_owner_id(SUITE))
+    await backend.open()
+    try:
+        started = time.monotonic()
+        process, _ = await unsupervised(backend, "while True: pass", wall_time=1e9)
+        async with asyncio.timeout(1.0 + WATCHDOG_GRACE + SLACK):
+            exit_ = await process.wait()
+        assert exit_.signal == "SIGKILL"
+        assert time.monotonic() - started >= 1.0 + WATCHDOG_GRACE - 0.5
+        await process.remove()
+    finally:
+        await backend.close()
+
+
+async def test_an_idle_container_ends_after_its_idle_time(settings: Settings) -> None:
+    backend = DockerBackend(
+        settings.limits, settings.image, owner=new_owner_id(SUITE), idle_seconds=2
+    )
+    await backend.open()
+    try:
+        process = await backend.prepare(LANGUAGES["javascript"])
+        async with asyncio.timeout(2 + SLACK):
+            exit_ = await process.wait()
+        assert exit_.signal == "SIGKILL"
+        await process.remove()
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("language", ["python", "javascript"])
+async def test_an_idle_container_ends_when_its_stdin_closes(
+    backend: DockerBackend, language: str
+) -> None:
+    process = await backend.prepare(LANGUAGES[language])
+    try:
+        await process.close_stdin()  # what the engine does when the server is gone
+        async with asyncio.timeout(SLACK):
+            exit_ = await process.wait()
+        assert exit_.exit_code == 1  # the launcher: "stdin closed before the program arrived"
+    finally:
+        await process.remove()
+
+
+# The image ---------------------------------------------------------------------------------
+
+
+async def test_the_image_has_no_setuid_or_setgid_file(backend: DockerBackend) -> None:
+    # As root, so that no folder is hidden from find.
+    config = {
+        "Image": backend.image,
+        "Entrypoint": ["find", "/", "-xdev", "-perm", "/6000", "-type", "f"],
+        "User": "0",
+        "Labels": labels(backend.owner),
+        "AttachStdout": True,
+        "AttachStderr": True,
+    }
+    container = await backend.docker.containers.run(config=config)
+    try:
+        assert (await container.wait())["StatusCode"] == 0
+        assert await container.log(stdout=True, stderr=True) == []
+    finally:
+        await container.delete(force=True)

@@ -3,8 +3,9 @@
 //
 // The container starts this launcher before the program is known (a warm container). The
 // server then writes a header to stdin: one line with a byte count, then that many bytes of
-// JSON ({"file", "code", "compile", "run"}). The launcher reads exactly those bytes and no
-// more, so everything after them is the program's own stdin, untouched. It writes the file,
+// JSON ({"file", "code", "compile", "run", "wall_time"}). The launcher reads exactly those
+// bytes and no more, so everything after them is the program's own stdin, untouched. It
+// tells the container's init the run's wall time (its watchdog), writes the file,
 // runs the compile step if there is one (esbuild for TypeScript), and then runs the result
 // as `node FILE` would, through Node's own entry-point loader.
 const fs = require('fs');
@@ -45,7 +46,19 @@ function readHeader() {
   process.stderr.write('');
 })();
 
+// Arm init's run deadline: it reads the wall time once, from the pipe it gave us. The pipe
+// is closed before the program starts, so the program cannot move the deadline. Outside a
+// container (the local backend) there is no such pipe.
+function startWatchdog(wallTime) {
+  const fd = process.env.EXECSTREAM_START_FD;
+  if (fd === undefined) return;
+  delete process.env.EXECSTREAM_START_FD;
+  fs.writeSync(Number(fd), String(Number(wallTime)));
+  fs.closeSync(Number(fd));
+}
+
 const header = readHeader();
+startWatchdog(header.wall_time);
 fs.writeFileSync(header.file, header.code);
 
 if (header.compile) {

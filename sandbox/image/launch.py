@@ -2,8 +2,9 @@
 
 The container starts this launcher before the program is known (a warm container). The
 server then writes a header to stdin: one line with a byte count, then that many bytes of
-JSON ({"file", "code", "run"}). The launcher reads exactly those bytes and no more, so
-everything after them is the program's own stdin, untouched. It then runs the code as
+JSON ({"file", "code", "run", "wall_time"}). The launcher reads exactly those bytes and no
+more, so everything after them is the program's own stdin, untouched. It tells the
+container's init the run's wall time (its watchdog), then runs the code as
 ``python3 -u FILE`` would: as ``__main__``, with ``sys.argv == [FILE]``, the file's folder
 first on ``sys.path``, tracebacks naming the file, and the same exit status.
 """
@@ -33,6 +34,19 @@ def _read_header() -> dict:
     return json.loads(_read_exact(int(line)))
 
 
+def _start_watchdog(wall_time: float) -> None:
+    """Arm init's run deadline: it reads the wall time once, from the pipe it gave us.
+
+    The pipe is closed before the program starts, so the program cannot move the deadline.
+    Outside a container (the local backend) there is no such pipe.
+    """
+    fd = os.environ.pop("EXECSTREAM_START_FD", None)
+    if fd is None:
+        return
+    os.write(int(fd), repr(float(wall_time)).encode())
+    os.close(int(fd))
+
+
 def _report(exc: BaseException) -> None:
     """Print an uncaught exception the way the interpreter does, without our own frame."""
     tb = exc.__traceback__
@@ -46,6 +60,7 @@ def main() -> None:
     # The first compile() of a process is slow; pay for it while we wait, not on Run.
     compile("pass", "<warm-up>", "exec")
     header = _read_header()
+    _start_watchdog(header["wall_time"])
     path = header["file"]
     with open(path, "w", encoding="utf-8") as f:
         f.write(header["code"])

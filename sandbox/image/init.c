@@ -1,0 +1,164 @@
+/* execstream-init: PID 1 of every executor container, and its watchdog.
+ *
+ *   init IDLE_SECONDS MAX_WALL_SECONDS GRACE_SECONDS -- LAUNCHER [ARGS...]
+ *
+ * Like `tini -g` it starts the launcher in a process group of its own, passes every signal
+ * it gets on to that group, reaps whatever is left behind, and exits with the launcher's
+ * status (128+N when the launcher died of signal N). On top of that it keeps two deadlines,
+ * so that no program outlives its limits even when the server that started it is gone:
+ *
+ * - idle: IDLE_SECONDS after start, unless a program has begun by then;
+ * - run: armed once, when the launcher writes the run's wall time (decimal seconds) to
+ *   fd 3, a pipe to us, just before the program starts (EXECSTREAM_START_FD=3 tells the
+ *   launcher so). The wall time is capped at MAX_WALL_SECONDS, then GRACE_SECONDS are
+ *   added; we read one message and close the pipe, so nothing written later can move it.
+ *
+ * At a deadline it SIGKILLs every process of the container and exits with 137 (SIGKILL).
+ *
+ * The program runs under the same uid as we do, so it may send us signals, but as the init
+ * of its pid namespace we only ever receive the ones we wait for, which we pass back to the
+ * program (SIGKILL and SIGSTOP from inside never reach us). Being non-dumpable keeps it from
+ * attaching to us with ptrace or opening /proc/1/mem. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_FD 3
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double seconds(const char *text, const char *name) {
+    char *end;
+    double value = strtod(text, &end);
+    if (end == text || *end != '\0' || !isfinite(value) || value <= 0) {
+        fprintf(stderr, "init: %s must be a positive number of seconds, not %s\n", name, text);
+        exit(2);
+    }
+    return value;
+}
+
+static void expire(void) {
+    kill(-1, SIGKILL); /* from a namespace's init: every other process of the namespace */
+    _exit(128 + SIGKILL);
+}
+
+/* Start the launcher in its own process group, the write end of `start` as its fd 3. */
+static pid_t spawn(char **argv, const sigset_t *mask, int start[2]) {
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("init: fork");
+        exit(2);
+    }
+    if (pid > 0) {
+        setpgid(pid, pid); /* also here, so the group exists before we signal it */
+        return pid;
+    }
+    setpgid(0, 0);
+    if (dup2(start[1], START_FD) < 0) { /* dup2 clears close-on-exec on the copy */
+        perror("init: dup2");
+        _exit(2);
+    }
+    sigprocmask(SIG_SETMASK, mask, NULL);
+    setenv("EXECSTREAM_START_FD", "3", 1);
+    execvp(argv[0], argv);
+    fprintf(stderr, "init: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* The wall time the launcher sent, capped; the pipe is closed whatever it said. */
+static double read_wall_time(int *fd, double max_wall) {
+    char text[64] = {0};
+    ssize_t n = read(*fd, text, sizeof text - 1);
+    close(*fd);
+    *fd = -1;
+    if (n <= 0)
+        return -1; /* closed without a message: no program started, the idle deadline holds */
+    char *end;
+    double wall = strtod(text, &end);
+    if (end == text || !isfinite(wall) || wall <= 0 || wall > max_wall)
+        wall = max_wall;
+    return wall;
+}
+
+/* Reap every exited child; true (and *status set) once the launcher is among them. */
+static int reap(pid_t launcher, int *status) {
+    int ended = 0, wstatus;
+    pid_t pid;
+    while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+        if (pid != launcher)
+            continue;
+        ended = 1;
+        *status = WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus) : WEXITSTATUS(wstatus);
+    }
+    return ended;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6 || strcmp(argv[4], "--") != 0) {
+        fprintf(stderr, "usage: init IDLE_SECONDS MAX_WALL_SECONDS GRACE_SECONDS -- LAUNCHER...\n");
+        return 2;
+    }
+    double idle = seconds(argv[1], "IDLE_SECONDS");
+    double max_wall = seconds(argv[2], "MAX_WALL_SECONDS");
+    double grace = seconds(argv[3], "GRACE_SECONDS");
+    double deadline = now() + idle;
+
+    prctl(PR_SET_DUMPABLE, 0);
+    sigset_t all, original;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &original);
+    int signals = signalfd(-1, &all, SFD_CLOEXEC);
+    int start[2];
+    if (signals < 0 || pipe2(start, O_CLOEXEC) < 0) {
+        perror("init: signalfd or pipe");
+        return 2;
+    }
+    pid_t launcher = spawn(argv + 5, &original, start);
+    close(start[1]);
+
+    for (;;) {
+        double left = deadline - now();
+        if (left <= 0)
+            expire();
+        struct pollfd fds[2] = {{signals, POLLIN, 0}, {start[0], POLLIN, 0}};
+        int ready = poll(fds, start[0] < 0 ? 1 : 2, (int)ceil(left * 1000));
+        if (ready < 0 && errno != EINTR) {
+            perror("init: poll");
+            expire();
+        }
+        if (ready <= 0)
+            continue;
+        if (start[0] >= 0 && fds[1].revents) {
+            double wall = read_wall_time(&start[0], max_wall);
+            if (wall > 0)
+                deadline = now() + wall + grace;
+        }
+        if (!fds[0].revents)
+            continue;
+        struct signalfd_siginfo info;
+        if (read(signals, &info, sizeof info) != sizeof info)
+            continue;
+        int status;
+        if (info.ssi_signo == SIGCHLD) {
+            if (reap(launcher, &status))
+                return status; /* the kernel kills whatever is left in the namespace */
+            continue;
+        }
+        kill(-launcher, (int)info.ssi_signo);
+    }
+}
