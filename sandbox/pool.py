@@ -44,6 +44,8 @@ class Pool:
         self._wanted: dict[tuple[str, ...], asyncio.Event] = {}
         self._fillers: list[asyncio.Task[None]] = []
         self._removing: set[asyncio.Task[Any]] = set()
+        self.failing: set[str] = set()
+        """Launchers (named by a language) whose last attempt at a warm sandbox failed."""
 
     def start(self) -> None:
         if self.size <= 0:
@@ -90,9 +92,11 @@ class Pool:
                     expires = loop.time() + self.lifetime if self.lifetime else float("inf")
                     idle.append((expires, process))
                     failures = 0
+                    self.failing.discard(language.id)
                 except Exception as exc:
                     delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
                     failures += 1
+                    self.failing.add(language.id)
                     log.warning(
                         "warm %s sandbox failed (%s); retrying in %s s", language.id, exc, delay
                     )

@@ -58,12 +58,14 @@ async def _database(state: Services) -> dict[str, Any]:
 
 
 def _pool(state: Services) -> dict[str, Any]:
-    """Ready when it is off, or when it holds at least one warm sandbox: a pool that cannot
-    make any (a missing image, say) would turn every run into a cold start or a failure."""
+    """Ready unless the pool fails to make warm sandboxes (a missing image, an engine that
+    refuses the limits): an empty pool during a burst of runs is busy, not broken, and a load
+    balancer must not take the server out of rotation for it."""
     pool = state.backend.pool
     launchers = {language.launcher: language for language in LANGUAGES.values()}.values()
     warm = sum(pool.idle(language) for language in launchers)
-    return {"ok": pool.size == 0 or warm > 0, "size": pool.size, "warm": warm}
+    failing = sorted(pool.failing)
+    return {"ok": not failing, "size": pool.size, "warm": warm, "failing": failing}
 
 
 routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
