@@ -115,6 +115,10 @@ def exit_from_code(code: int, oom_killed: bool) -> Exit:
     return Exit(code, None, oom_killed)
 
 
+REMOVE_TIMEOUT = 15.0
+"""Seconds one removal may take before it is left to the retries."""
+
+
 class Remover:
     """Removes containers within a bounded time, and never raises.
 
@@ -316,7 +320,9 @@ class DockerBackend(Backend):
         self.owner = owner or new_owner_id()
         self.idle_seconds = idle_seconds
         self.engine_timeout = engine_timeout
-        self._remover = Remover(engine_timeout)
+        # A removal is off every run's path (its result is out before), and a busy engine
+        # takes seconds to tear a container down: bounded loosely, it is slow, not failed.
+        self._remover = Remover(max(engine_timeout, REMOVE_TIMEOUT))
         self._docker_url = docker_url
         self._docker: aiodocker.Docker | None = None
 
