@@ -11,8 +11,8 @@ import signal as signals
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import aiodocker
 import aiohttp
@@ -20,7 +20,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.stream import Stream
 
 from sandbox.backend import Backend, header
-from sandbox.errors import BackendUnavailable
+from sandbox.errors import BackendUnavailable, RuntimeMissing
 from sandbox.languages import LANGUAGES, Language
 from sandbox.run import Exit, Limits, Output, Process
 
@@ -33,6 +33,10 @@ OWNER_LABEL = "execstream.owner"
 FOLDER = "/tmp"
 LAUNCHERS = "/opt/execstream"
 USER = "10001:10001"
+
+Runtime = Literal["runc", "runsc"]
+RuntimeChoice = Literal["auto", "runc", "runsc"]
+"""runc: the host kernel's namespaces; runsc: gVisor, a kernel of its own in between."""
 
 # The engine wraps calls that fail for reasons of its own; these are the ones we expect.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -52,7 +56,28 @@ def labels(owner: str, **extra: str) -> dict[str, str]:
     return {LABEL: "true", SERVER_LABEL: server_id(), OWNER_LABEL: owner, **extra}
 
 
-def container_config(image: str, language: Language, limits: Limits, owner: str) -> dict[str, Any]:
+def choose_runtime(wanted: RuntimeChoice, available: Mapping[str, Any]) -> Runtime:
+    """The runtime to use, given those the engine lists: ``auto`` prefers gVisor."""
+    if wanted == "runc":
+        return "runc"
+    if "runsc" in available:
+        return "runsc"
+    if wanted == "runsc":
+        raise RuntimeMissing(
+            "EXECSTREAM_RUNTIME=runsc but the Docker engine has no runsc runtime "
+            f"(it lists: {', '.join(sorted(available)) or 'none'}); "
+            "register gVisor with the engine (README.md, Running under gVisor) or choose auto"
+        )
+    log.warning(
+        "the Docker engine has no runsc runtime: programs run under runc, with the host "
+        "kernel as their only wall (README.md, Running under gVisor)"
+    )
+    return "runc"
+
+
+def container_config(
+    image: str, language: Language, limits: Limits, owner: str, runtime: Runtime
+) -> dict[str, Any]:
     """Everything that isolates one run. Each flag here is part of the security model."""
     return {
         "Image": image,
@@ -69,6 +94,7 @@ def container_config(image: str, language: Language, limits: Limits, owner: str)
         "NetworkDisabled": True,
         "Labels": labels(owner, **{"execstream.language": language.id}),
         "HostConfig": {
+            "Runtime": runtime,
             "NetworkMode": "none",
             "ReadonlyRootfs": True,
             "Tmpfs": {FOLDER: f"rw,nosuid,nodev,noexec,size={limits.tmp_bytes},mode=1777"},
@@ -194,9 +220,12 @@ class DockerBackend(Backend):
         docker_url: str | None = None,
         pool_size: int = 0,
         owner: str | None = None,
+        runtime: RuntimeChoice = "auto",
     ) -> None:
         super().__init__(limits, pool_size)
         self.image = image
+        self.wanted_runtime: RuntimeChoice = runtime
+        self.runtime: Runtime | None = None  # chosen by open()
         self.owner = owner or new_owner_id()
         self._docker_url = docker_url
         self._docker: aiodocker.Docker | None = None
@@ -207,6 +236,11 @@ class DockerBackend(Backend):
             raise BackendUnavailable("the Docker backend is not open")
         return self._docker
 
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise BackendUnavailable("the Docker backend is not open")
+        return self.runtime
+
     async def open(self) -> None:
         self._docker = _client(self._docker_url)
         try:
@@ -214,6 +248,12 @@ class DockerBackend(Backend):
         except ENGINE_ERRORS as exc:
             await self.close()
             raise BackendUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+        try:
+            info = await self.docker.system.info()
+            self.runtime = choose_runtime(self.wanted_runtime, info.get("Runtimes") or {})
+        except BaseException:
+            await self.close()
+            raise
         try:
             await self.docker.images.inspect(self.image)
         except aiodocker.DockerError as exc:
@@ -239,7 +279,7 @@ class DockerBackend(Backend):
             await self.docker.version()
         except (BackendUnavailable, *ENGINE_ERRORS) as exc:
             return {"backend": self.name, "ok": False, "error": str(exc)}
-        return {"backend": self.name, "ok": True, "image": self.image}
+        return {"backend": self.name, "ok": True, "image": self.image, "runtime": self.runtime}
 
     def header(self, language: Language, code: str, process: Process) -> bytes:
         return header(language, code, FOLDER, LAUNCHERS)
@@ -247,7 +287,8 @@ class DockerBackend(Backend):
     async def prepare(self, language: Language) -> DockerProcess:
         try:
             container = await create_container(
-                self.docker, container_config(self.image, language, self.limits, self.owner)
+                self.docker,
+                container_config(self.image, language, self.limits, self.owner, self._runtime()),
             )
         except ENGINE_ERRORS as exc:
             raise BackendUnavailable(f"cannot create a container: {exc}") from exc

@@ -34,6 +34,7 @@ def make_backend(settings: Settings) -> Backend:
         settings.docker_url,
         settings.pool_size,
         owner=new_owner_id(settings.instance_prefix),
+        runtime=settings.runtime,
     )
 
 

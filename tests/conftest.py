@@ -26,14 +26,30 @@ def settings() -> Settings:
     return Settings()
 
 
-@pytest.fixture(scope="session", params=["cold", "warm"])
+async def engine_runtimes() -> set[str]:
+    async with aiodocker.Docker() as docker:
+        return set((await docker.system.info()).get("Runtimes") or {})
+
+
+@pytest.fixture(
+    scope="session",
+    params=[("cold", "runc"), ("warm", "runc"), ("cold", "runsc"), ("warm", "runsc")],
+    ids=lambda param: "-".join(param),
+)
 async def backend(
     request: pytest.FixtureRequest, settings: Settings
 ) -> AsyncIterator[DockerBackend]:
-    """The Docker backend, once with the warm pool off and once on: behaviour must not differ."""
-    pool_size = 0 if request.param == "cold" else 2
+    """The Docker backend with the warm pool off and on, under runc and under gVisor (runsc):
+    behaviour must not differ, except where tests/test_runtime.py says it does."""
+    mode, runtime = request.param
+    if runtime == "runsc" and "runsc" not in await engine_runtimes():
+        pytest.skip("the Docker engine has no runsc runtime (scripts/ensure-docker.sh adds it)")
     backend = DockerBackend(
-        settings.limits, settings.image, pool_size=pool_size, owner=new_owner_id(SUITE)
+        settings.limits,
+        settings.image,
+        pool_size=0 if mode == "cold" else 2,
+        owner=new_owner_id(SUITE),
+        runtime=runtime,
     )
     await backend.open()
     yield backend

@@ -258,8 +258,8 @@ async def test_fork_bomb_is_contained(backend: DockerBackend) -> None:
     proc = await asyncio.create_subprocess_exec("true")
     assert await proc.wait() == 0
     assert time.monotonic() - started < 15
-    info = await backend.docker.containers.container(bomb._process.id).show()  # type: ignore[attr-defined]
-    assert info["HostConfig"]["PidsLimit"] == 64
+    # How it ends differs: runc lets the bomb spin against the limit until its timeout, gVisor
+    # ends the whole sandbox at once (tests/test_runtime.py pins each down).
     result = (await collect(bomb)).result
     assert result.status in (Status.TIMEOUT, Status.ERROR, Status.MEMORY_LIMIT)
 
@@ -359,6 +359,7 @@ async def test_container_carries_every_isolation_flag(backend: DockerBackend) ->
     host = info["HostConfig"]
     assert info["Config"]["Labels"]["execstream.managed"] == "true"
     assert info["Config"]["User"] == "10001:10001"
+    assert host["Runtime"] == backend.runtime
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
