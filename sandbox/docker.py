@@ -38,6 +38,11 @@ Runtime = Literal["runc", "runsc"]
 RuntimeChoice = Literal["auto", "runc", "runsc"]
 """runc: the host kernel's namespaces; runsc: gVisor, a kernel of its own in between."""
 
+RUNSC_TASKS = 64
+"""Host tasks gVisor's own kernel (Sentry and Gofer threads) needs beside the program: the
+host's pids limit counts them too (about 50 when idle, measured with Debian's runsc 2022),
+so under runsc the limit is the program's share plus these, or Node.js alone would not fit."""
+
 # The engine wraps calls that fail for reasons of its own; these are the ones we expect.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -103,7 +108,7 @@ def container_config(
             "Memory": limits.memory_bytes,
             "MemorySwap": limits.memory_bytes,  # equal to Memory: no swap on top
             "NanoCpus": int(limits.cpus * 1e9),
-            "PidsLimit": limits.pids,
+            "PidsLimit": limits.pids + (RUNSC_TASKS if runtime == "runsc" else 0),
             "Ulimits": [
                 {"Name": "nofile", "Soft": limits.open_files, "Hard": limits.open_files},
                 {"Name": "fsize", "Soft": limits.file_bytes, "Hard": limits.file_bytes},
