@@ -24,7 +24,9 @@ from sandbox.docker import (
     LABEL,
     LAUNCHERS,
     SERVER_LABEL,
+    Runtime,
     container_config,
+    new_owner_id,
     remove_container,
     server_id,
 )
@@ -66,10 +68,12 @@ class Rate:
 class Engine:
     """Creates, drives and removes containers exactly as the Docker backend does."""
 
-    def __init__(self, image: str, limits: Limits) -> None:
+    def __init__(self, image: str, limits: Limits, runtime: Runtime = "runc") -> None:
         self.image = image
         self.limits = limits
+        self.runtime: Runtime = runtime
         self.owner = server_id()
+        self.instance = new_owner_id("bench")
         self.docker = aiodocker.Docker()
         self.live: set[str] = set()
 
@@ -77,7 +81,7 @@ class Engine:
         await self.docker.close()
 
     def config(self, language: Language) -> dict[str, Any]:
-        config = container_config(self.image, language, self.limits)
+        config = container_config(self.image, language, self.limits, self.instance, self.runtime)
         config["Labels"] = {**config["Labels"], BENCH_LABEL: "true"}
         return config
 
