@@ -54,25 +54,9 @@ configure_runsc() {
     fi
   fi
   mkdir -p "$(dirname "$DAEMON_JSON")"
-  python3 - "$DAEMON_JSON" "$(command -v runsc)" <<'EOF'
-import json, os, sys
-path, runsc = sys.argv[1], sys.argv[2]
-try:
-    with open(path) as f:
-        config = json.load(f)
-except FileNotFoundError:
-    config = {}
-runtimes = config.setdefault("runtimes", {})
-if "runsc" in runtimes:
-    sys.exit(0)  # someone registered it already, maybe with flags of their own: keep them
-# Without --network=none, runsc refuses to start in the host's network namespace.
-runtimes["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
-with open(path + ".tmp", "w") as f:
-    json.dump(config, f, indent=2)
-    f.write("\n")
-os.replace(path + ".tmp", path)
-EOF
-  log "runsc registered in $DAEMON_JSON"
+  local said
+  said=$(python3 "$(dirname "$0")/register-runsc.py" "$DAEMON_JSON" "$(command -v runsc)") || return 1
+  log "$said"
 }
 
 if docker info >/dev/null 2>&1; then

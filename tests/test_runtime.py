@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -248,3 +250,50 @@ async def test_limits_can_be_changed_after_start_only_under_runc(backend: Docker
     finally:
         with contextlib.suppress(Exception):
             await run.close()
+
+
+# Set-up: registering runsc with an engine ---------------------------------------------------
+
+REGISTER = Path(__file__).parent.parent / "scripts" / "register-runsc.py"
+OURS = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}
+
+
+def register(daemon_json: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(REGISTER), str(daemon_json), "/usr/bin/runsc"]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_register_creates_daemon_json(tmp_path: Path) -> None:
+    daemon_json = tmp_path / "daemon.json"
+    assert register(daemon_json).returncode == 0
+    assert json.loads(daemon_json.read_text()) == {"runtimes": {"runsc": OURS}}
+
+
+def test_register_merges_into_an_existing_daemon_json(tmp_path: Path) -> None:
+    daemon_json = tmp_path / "daemon.json"
+    before = {"log-driver": "journald", "runtimes": {"kata": {"path": "/usr/bin/kata"}}}
+    daemon_json.write_text(json.dumps(before))
+    daemon_json.chmod(0o640)
+    assert register(daemon_json).returncode == 0
+    after = json.loads(daemon_json.read_text())
+    assert after == {**before, "runtimes": {**before["runtimes"], "runsc": OURS}}
+    assert daemon_json.stat().st_mode & 0o777 == 0o640
+    # Twice is the same as once.
+    assert register(daemon_json).returncode == 0
+    assert json.loads(daemon_json.read_text()) == after
+
+
+def test_register_keeps_a_runsc_someone_configured(tmp_path: Path) -> None:
+    daemon_json = tmp_path / "daemon.json"
+    theirs = {"runtimes": {"runsc": {"path": "/opt/runsc", "runtimeArgs": ["--platform=kvm"]}}}
+    daemon_json.write_text(json.dumps(theirs))
+    assert register(daemon_json).returncode == 0
+    assert json.loads(daemon_json.read_text()) == theirs
+
+
+def test_register_never_clobbers_a_file_it_cannot_read(tmp_path: Path) -> None:
+    daemon_json = tmp_path / "daemon.json"
+    daemon_json.write_text('{"debug": true,')  # broken by hand: the owner must fix it
+    done = register(daemon_json)
+    assert done.returncode == 1 and "not valid JSON" in done.stderr
+    assert daemon_json.read_text() == '{"debug": true,'
