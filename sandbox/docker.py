@@ -250,13 +250,13 @@ class DockerBackend(Backend):
         self._docker = _client(self._docker_url)
         try:
             await self.docker.version()
+            info = await self.docker.system.info()
         except ENGINE_ERRORS as exc:
             await self.close()
             raise BackendUnavailable(f"cannot reach the Docker engine: {exc}") from exc
         try:
-            info = await self.docker.system.info()
             self.runtime = choose_runtime(self.wanted_runtime, info.get("Runtimes") or {})
-        except BaseException:
+        except RuntimeMissing:
             await self.close()
             raise
         try:
