@@ -64,12 +64,31 @@ async def containers_running(command: str) -> list[str]:
             if not ours(container):
                 continue
             try:
-                top = await container.top()
+                lines = await command_lines(container)
             except aiodocker.DockerError:
                 continue  # gone meanwhile
-            if any(command in " ".join(proc) for proc in top.get("Processes") or []):
+            if any(command in line for line in lines):
                 found.append(container.id)
     return found
+
+
+LIST_PROCESSES = (
+    "import glob\n"
+    "for path in glob.glob('/proc/[0-9]*/cmdline'):\n"
+    "    try: print(open(path, 'rb').read().replace(b'\\0', b' ').decode())\n"
+    "    except OSError: pass"
+)
+
+
+async def command_lines(container: aiodocker.containers.DockerContainer) -> list[str]:
+    """The command lines of a container's processes, read from inside it: under gVisor,
+    `docker top` shows whichever host processes have the sandbox's own pids."""
+    execution = await container.exec(["python3", "-c", LIST_PROCESSES], user="10001:10001")
+    output = b""
+    async with execution.start(detach=False) as stream:
+        while message := await stream.read_out():
+            output += message.data if message.stream == 1 else b""
+    return output.decode().splitlines()
 
 
 async def wait_gone(container_id: str, seconds: float = 2.0) -> bool:
