@@ -208,6 +208,38 @@ async def test_pids_limit(backend: DockerBackend) -> None:
     assert await wait_gone(container, 10)
 
 
+THREAD_LOOP = """
+import threading, time
+n = 0
+try:
+    while True:
+        threading.Thread(target=time.sleep, args=(3,)).start()
+        n += 1
+except RuntimeError as exc:
+    print(n, exc, flush=True)
+"""
+
+
+@pytest.mark.docker
+async def test_thread_limit(backend: DockerBackend) -> None:
+    done = await collect(await backend.start(RunRequest("python", THREAD_LOOP, timeout=20)))
+    if backend.runtime == "runc":
+        # Threads count against the same 64: Python says so and the program goes on.
+        threads, message = done.stdout.decode().split(" ", 1)
+        assert 50 <= int(threads) < 64 and message == "can't start new thread\n"
+        assert done.result.status == Status.SUCCESS
+    else:
+        # Under gVisor the program never hears of a limit: whichever runs out first, the
+        # threads' memory (memory_limit) or the host tasks (the whole sandbox ends with exit
+        # code 2, as in test_pids_limit), the run ends well before its timeout.
+        result = done.result
+        assert b"can't start new thread" not in done.stdout
+        assert result.status == Status.MEMORY_LIMIT or (
+            result.status == Status.ERROR and result.exit_code == 2
+        ), result
+        assert result.execution_time < 15
+
+
 CPU_LOOP = """
 import time
 start = time.monotonic()
