@@ -44,6 +44,12 @@ def parse(argv: list[str] | None) -> Options:
         default=defaults.breakdown_runs,
         help="runs for the warm breakdown (in-process backend, raw started containers)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=["runc", "runsc"],
+        default=defaults.runtime,
+        help="container runtime (python -m bench.runtimes compares the two)",
+    )
     args = parser.parse_args(argv)
     return Options(
         runs=max(args.runs, 1),
@@ -55,6 +61,7 @@ def parse(argv: list[str] | None) -> Options:
         flood_runs=max(args.flood_runs, 1),
         login_rounds=max(args.login_rounds, 1),
         breakdown_runs=max(args.breakdown_runs, 1),
+        runtime=args.runtime,
     )
 
 
@@ -64,7 +71,7 @@ def interrupted(signum: int, frame: FrameType | None) -> None:
 
 async def run(options: Options, warm: Target, cold: Target) -> dict[str, object]:
     settings = Settings()
-    engine = Engine(settings.image, settings.limits)
+    engine = Engine(settings.image, settings.limits, options.runtime)
     try:
         return await measure(options, engine, warm, cold)
     finally:
@@ -86,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()  # before the servers start: they inherit it
     folder = Path(tempfile.mkdtemp(prefix="execstream-bench-"))
     servers = [
-        Server("warm", folder / "warm", options.pool_size),
-        Server("cold", folder / "cold", 0),
+        Server("warm", folder / "warm", options.pool_size, options.runtime),
+        Server("cold", folder / "cold", 0, options.runtime),
     ]
     owners: list[str] = []
     ok = False

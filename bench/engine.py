@@ -24,6 +24,7 @@ from sandbox.docker import (
     LABEL,
     LAUNCHERS,
     OWNER_LABEL,
+    Runtime,
     container_config,
     new_owner_id,
     remove_container,
@@ -66,9 +67,10 @@ class Rate:
 class Engine:
     """Creates, drives and removes containers exactly as the Docker backend does."""
 
-    def __init__(self, image: str, limits: Limits) -> None:
+    def __init__(self, image: str, limits: Limits, runtime: Runtime = "runc") -> None:
         self.image = image
         self.limits = limits
+        self.runtime: Runtime = runtime
         self.owner = new_owner_id("bench")
         self.docker = aiodocker.Docker()
         self.live: set[str] = set()
@@ -78,7 +80,7 @@ class Engine:
 
     def config(self, language: Language) -> dict[str, Any]:
         # The server's config, idle deadline included (its default: these containers never idle).
-        config = container_config(self.image, language, self.limits, self.owner, 600)
+        config = container_config(self.image, language, self.limits, self.owner, self.runtime, 600)
         config["Labels"] = {**config["Labels"], BENCH_LABEL: "true"}
         return config
 

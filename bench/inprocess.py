@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import LANGUAGES, Language, Limits, RunRequest, Status
-from sandbox.docker import DockerBackend, DockerProcess
+from sandbox.docker import DockerBackend, DockerProcess, Runtime
 
 RUN_SECONDS = 35.0
 SETTLE_SECONDS = 1.0  # once the pool is full, for its launchers to be waiting
@@ -32,11 +32,18 @@ class Series:
 
 
 async def series(
-    image: str, limits: Limits, pool_size: int, language: str, code: str, runs: int, pause: float
+    image: str,
+    limits: Limits,
+    pool_size: int,
+    language: str,
+    code: str,
+    runs: int,
+    pause: float,
+    runtime: Runtime = "runc",
 ) -> Series:
     """``runs`` warm runs back to back, ``pause`` seconds apart, after the pool has filled."""
     result = Series()
-    backend = DockerBackend(limits, image, pool_size=pool_size)
+    backend = DockerBackend(limits, image, pool_size=pool_size, runtime=runtime)
     ready: dict[str, float] = {}
     prepare = backend.prepare
 

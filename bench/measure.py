@@ -14,6 +14,7 @@ from bench.machine import describe, load_average
 from bench.servers import Server, rss_bytes
 from bench.stats import ms, summary
 from sandbox import LANGUAGES
+from sandbox.docker import Runtime
 from server.config import Settings
 
 HELLO = {"python": 'print("hello")', "javascript": 'console.log("hello")'}
@@ -34,6 +35,9 @@ class Options:
     """Rounds of 40 wrong sign-ins at once against a program printing every 50 ms."""
     breakdown_runs: int = 20
     """Runs for the warm breakdown: DockerBackend in-process, and raw started containers."""
+    runtime: Runtime = "runc"
+    """Container runtime of the servers and the raw baseline (``python -m bench.runtimes``
+    compares runc with runsc)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ async def measure(options: Options, engine: Engine, warm: Target, cold: Target) 
             "flood_runs": options.flood_runs,
             "login_rounds": options.login_rounds,
             "breakdown_runs": options.breakdown_runs,
+            "runtime": options.runtime,
         },
         "first_output": {},
     }
@@ -140,7 +145,14 @@ async def breakdown(options: Options, engine: Engine, language: str, code: str) 
     say(f"first output, {language}, DockerBackend in this process (warm): {runs} runs")
     settings = Settings()
     backend = await inprocess.series(
-        settings.image, settings.limits, options.pool_size, language, code, runs + 1, options.pause
+        settings.image,
+        settings.limits,
+        options.pool_size,
+        language,
+        code,
+        runs + 1,
+        options.pause,
+        options.runtime,
     )
     timings = backend.timings[1:]
     say(f"first output, {language}, raw started containers: {runs} runs")

@@ -27,12 +27,14 @@ def rss_bytes(pid: int) -> int:
 
 
 class Server(ServerProcess):
-    """A named server for the bench, with its warm pool of ``pool_size`` (0: off)."""
+    """A named server for the bench, with its warm pool of ``pool_size`` (0: off), running
+    programs under ``runtime``."""
 
-    def __init__(self, name: str, data_dir: Path, pool_size: int) -> None:
-        super().__init__(data_dir, EXECSTREAM_POOL_SIZE=str(pool_size))
+    def __init__(self, name: str, data_dir: Path, pool_size: int, runtime: str = "runc") -> None:
+        super().__init__(data_dir, EXECSTREAM_POOL_SIZE=str(pool_size), EXECSTREAM_RUNTIME=runtime)
         self.name = name
         self.pool_size = pool_size
+        self.runtime = runtime
 
     def token(self) -> str:
         """Register a fresh user and sign in; returns its access token."""

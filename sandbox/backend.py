@@ -45,6 +45,8 @@ class Backend(abc.ABC):
     """Starts runs. Subclasses say how a sandboxed process is made ready."""
 
     name: str
+    runtime: str | None = None
+    """What walls programs in (a container runtime), None when nothing does."""
 
     def __init__(
         self, limits: Limits, pool_size: int = 0, pool_lifetime: float | None = None

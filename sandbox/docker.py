@@ -12,8 +12,8 @@ import signal as signals
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, Literal
 
 import aiodocker
 import aiohttp
@@ -21,7 +21,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.stream import Stream
 
 from sandbox.backend import Backend, header
-from sandbox.errors import BackendUnavailable
+from sandbox.errors import BackendUnavailable, RuntimeMissing
 from sandbox.languages import LANGUAGES, Language
 from sandbox.run import Exit, Limits, Output, Process
 
@@ -42,6 +42,15 @@ WATCHDOG_GRACE = 2.0
 """Seconds the init of a container gives a program past its wall time before it kills
 everything: the server stops it at its wall time; init is for when the server cannot."""
 
+Runtime = Literal["runc", "runsc"]
+RuntimeChoice = Literal["auto", "runc", "runsc"]
+"""runc: the host kernel's namespaces; runsc: gVisor, a kernel of its own in between."""
+
+RUNSC_TASKS = 64
+"""Host tasks gVisor's own kernel (Sentry and Gofer threads) needs beside the program: the
+host's pids limit counts them too (about 50 when idle, measured with Debian's runsc 2022),
+so under runsc the limit is the program's share plus these, or Node.js alone would not fit."""
+
 # The engine wraps calls that fail for reasons of its own; these are the ones we expect.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 _RETRY_SECONDS = (1, 5, 30, 60)  # between tries to remove a container the engine refused
@@ -57,8 +66,32 @@ def labels(owner: str, **extra: str) -> dict[str, str]:
     return {LABEL: "true", OWNER_LABEL: owner, LEGACY_LABEL: legacy, **extra}
 
 
+def choose_runtime(wanted: RuntimeChoice, available: Mapping[str, Any]) -> Runtime:
+    """The runtime to use, given those the engine lists: ``auto`` prefers gVisor."""
+    if wanted == "runc":
+        return "runc"
+    if "runsc" in available:
+        return "runsc"
+    if wanted == "runsc":
+        raise RuntimeMissing(
+            "EXECSTREAM_RUNTIME=runsc but the Docker engine has no runsc runtime "
+            f"(it lists: {', '.join(sorted(available)) or 'none'}); "
+            "register gVisor with the engine (README.md, Running under gVisor) or choose auto"
+        )
+    log.warning(
+        "the Docker engine has no runsc runtime: programs run under runc, with the host "
+        "kernel as their only wall (README.md, Running under gVisor)"
+    )
+    return "runc"
+
+
 def container_config(
-    image: str, language: Language, limits: Limits, owner: str, idle_seconds: float
+    image: str,
+    language: Language,
+    limits: Limits,
+    owner: str,
+    runtime: Runtime,
+    idle_seconds: float,
 ) -> dict[str, Any]:
     """Everything that isolates one run. Each flag here is part of the security model."""
     return {
@@ -85,6 +118,7 @@ def container_config(
         "NetworkDisabled": True,
         "Labels": labels(owner, **{"execstream.language": language.id}),
         "HostConfig": {
+            "Runtime": runtime,
             "NetworkMode": "none",
             "ReadonlyRootfs": True,
             "Tmpfs": {FOLDER: f"rw,nosuid,nodev,noexec,size={limits.tmp_bytes},mode=1777"},
@@ -93,7 +127,7 @@ def container_config(
             "Memory": limits.memory_bytes,
             "MemorySwap": limits.memory_bytes,  # equal to Memory: no swap on top
             "NanoCpus": int(limits.cpus * 1e9),
-            "PidsLimit": limits.pids,
+            "PidsLimit": limits.pids + (RUNSC_TASKS if runtime == "runsc" else 0),
             "Ulimits": [
                 {"Name": "nofile", "Soft": limits.open_files, "Hard": limits.open_files},
                 {"Name": "fsize", "Soft": limits.file_bytes, "Hard": limits.file_bytes},
@@ -312,11 +346,14 @@ class DockerBackend(Backend):
         owner: str | None = None,
         idle_seconds: float = 600.0,
         engine_timeout: float = 5.0,
+        runtime: RuntimeChoice = "auto",
     ) -> None:
         # A warm container is handed out only while a tenth of its idle time (a second at
         # least) is left: its init ends it at ``idle_seconds`` if no program came by then.
         super().__init__(limits, pool_size, idle_seconds - max(1.0, idle_seconds / 10))
         self.image = image
+        self.wanted_runtime: RuntimeChoice = runtime
+        self.runtime: Runtime | None = None  # chosen by open()
         self.owner = owner or new_owner_id()
         self.idle_seconds = idle_seconds
         self.engine_timeout = engine_timeout
@@ -332,14 +369,25 @@ class DockerBackend(Backend):
             raise BackendUnavailable("the Docker backend is not open")
         return self._docker
 
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise BackendUnavailable("the Docker backend is not open")
+        return self.runtime
+
     async def open(self) -> None:
         self._docker = _client(self._docker_url)
         try:
             async with asyncio.timeout(self.engine_timeout):
                 await self.docker.version()
+                info = await self.docker.system.info()
         except ENGINE_ERRORS as exc:
             await self.close()
             raise BackendUnavailable(f"cannot reach the Docker engine: {describe(exc)}") from exc
+        try:
+            self.runtime = choose_runtime(self.wanted_runtime, info.get("Runtimes") or {})
+        except RuntimeMissing:
+            await self.close()
+            raise
         try:
             async with asyncio.timeout(self.engine_timeout):
                 await self.docker.images.inspect(self.image)
@@ -370,14 +418,16 @@ class DockerBackend(Backend):
                 await self.docker.version()
         except (BackendUnavailable, *ENGINE_ERRORS) as exc:
             return {"backend": self.name, "ok": False, "error": describe(exc)}
-        return {"backend": self.name, "ok": True, "image": self.image}
+        return {"backend": self.name, "ok": True, "image": self.image, "runtime": self.runtime}
 
     def header(self, language: Language, code: str, wall_time: float, process: Process) -> bytes:
         return header(language, code, wall_time, FOLDER, LAUNCHERS)
 
     async def prepare(self, language: Language) -> DockerProcess:
         """Create, attach and start a container, each step bounded by ``engine_timeout``."""
-        config = container_config(self.image, language, self.limits, self.owner, self.idle_seconds)
+        config = container_config(
+            self.image, language, self.limits, self.owner, self._runtime(), self.idle_seconds
+        )
         try:
             async with asyncio.timeout(self.engine_timeout):
                 container = await create_container(self.docker, config, self._remover)

@@ -44,6 +44,12 @@ class BackendUnavailable(SandboxError):
     code = "backend_unavailable"
 
 
+class RuntimeMissing(BackendUnavailable):
+    """The runtime asked for explicitly is not one the engine has: a configuration error."""
+
+    code = "runtime_missing"
+
+
 class StdinTooLarge(SandboxError):
     code = "stdin_too_large"
 

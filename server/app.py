@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = await Services.open(settings)
+        if not hasattr(app.state, "services"):  # `execstream serve` opens them itself
+            app.state.services = await Services.open(settings)
         try:
             yield
         finally:

@@ -132,6 +132,7 @@ async def languages(request: Request) -> Response:
                 "version": versions.get(lang.id, lang.version),
                 "extension": lang.extension,
                 "example": lang.example,
+                "runtime": state.backend.runtime,
             }
             for lang in LANGUAGES.values()
         ]

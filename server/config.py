@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     backend: Literal["docker", "local"] = "docker"
     image: str = "execstream-executor:latest"
     docker_url: str | None = None
+    runtime: Literal["auto", "runc", "runsc"] = "auto"
+    """Container runtime: ``auto`` uses gVisor (runsc) when the engine has it, else runc."""
     pool_size: int = Field(default=2, ge=0, le=32)
     """Warm containers kept ready per language; 0 turns the pool off."""
     pool_idle_seconds: float = Field(default=600.0, ge=10, le=86400)

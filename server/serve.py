@@ -10,10 +10,15 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.server import STARTUP_FAILURE
 
+from sandbox import SandboxError
 from server.app import create_app
 from server.audit import logger as audit_logger
 from server.config import Settings
+from server.services import Services
+
+log = logging.getLogger("execstream")
 
 
 class RedactTokens(logging.Filter):
@@ -39,9 +44,20 @@ class RedactTokens(logging.Filter):
 class DrainingServer(uvicorn.Server):
     """Uvicorn cuts WebSockets at shutdown; first let each session send its ``exit`` frame."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette, settings: Settings) -> None:
         super().__init__(config)
         self.app = app
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Opened here rather than in the app's lifespan, whose failures uvicorn logs as a
+        # traceback: an operator whose engine lacks runsc or the image gets one clear line.
+        try:
+            self.app.state.services = await Services.open(self.settings)
+        except SandboxError as exc:
+            log.error("cannot start: %s", exc)
+            sys.exit(STARTUP_FAILURE)
+        await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         state = getattr(self.app.state, "services", None)
@@ -85,7 +101,7 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=15,
     )
-    server = DrainingServer(config, app)
+    server = DrainingServer(config, app, settings)
     # Uvicorn sets its loggers up when the config loads; filters go on after that.
     for name in ("uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(RedactTokens())

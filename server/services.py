@@ -39,6 +39,7 @@ def make_backend(settings: Settings, owner: str) -> Backend:
         owner=owner,
         idle_seconds=settings.pool_idle_seconds,
         engine_timeout=settings.engine_timeout,
+        runtime=settings.runtime,
     )
 
 

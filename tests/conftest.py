@@ -26,14 +26,30 @@ def settings() -> Settings:
     return Settings()
 
 
-@pytest.fixture(scope="session", params=["cold", "warm"])
+async def engine_runtimes() -> set[str]:
+    async with aiodocker.Docker() as docker:
+        return set((await docker.system.info()).get("Runtimes") or {})
+
+
+@pytest.fixture(
+    scope="session",
+    params=[("cold", "runc"), ("warm", "runc"), ("cold", "runsc"), ("warm", "runsc")],
+    ids=lambda param: "-".join(param),
+)
 async def backend(
     request: pytest.FixtureRequest, settings: Settings
 ) -> AsyncIterator[DockerBackend]:
-    """The Docker backend, once with the warm pool off and once on: behaviour must not differ."""
-    pool_size = 0 if request.param == "cold" else 2
+    """The Docker backend with the warm pool off and on, under runc and under gVisor (runsc):
+    behaviour must not differ, except where tests/test_runtime.py says it does."""
+    mode, runtime = request.param
+    if runtime == "runsc" and "runsc" not in await engine_runtimes():
+        pytest.skip("the Docker engine has no runsc runtime (scripts/ensure-docker.sh adds it)")
     backend = DockerBackend(
-        settings.limits, settings.image, pool_size=pool_size, owner=new_owner_id(SUITE)
+        settings.limits,
+        settings.image,
+        pool_size=0 if mode == "cold" else 2,
+        owner=new_owner_id(SUITE),
+        runtime=runtime,
     )
     await backend.open()
     yield backend
@@ -48,12 +64,31 @@ async def containers_running(command: str) -> list[str]:
             if not ours(container):
                 continue
             try:
-                top = await container.top()
+                lines = await command_lines(container)
             except aiodocker.DockerError:
                 continue  # gone meanwhile
-            if any(command in " ".join(proc) for proc in top.get("Processes") or []):
+            if any(command in line for line in lines):
                 found.append(container.id)
     return found
+
+
+LIST_PROCESSES = (
+    "import glob\n"
+    "for path in glob.glob('/proc/[0-9]*/cmdline'):\n"
+    "    try: print(open(path, 'rb').read().replace(b'\\0', b' ').decode())\n"
+    "    except OSError: pass"
+)
+
+
+async def command_lines(container: aiodocker.containers.DockerContainer) -> list[str]:
+    """The command lines of a container's processes, read from inside it: under gVisor,
+    `docker top` shows whichever host processes have the sandbox's own pids."""
+    execution = await container.exec(["python3", "-c", LIST_PROCESSES], user="10001:10001")
+    output = b""
+    async with execution.start(detach=False) as stream:
+        while message := await stream.read_out():
+            output += message.data if message.stream == 1 else b""
+    return output.decode().splitlines()
 
 
 async def wait_gone(container_id: str, seconds: float = 2.0) -> bool:

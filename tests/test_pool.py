@@ -12,16 +12,24 @@ import pytest
 from sandbox import LANGUAGES, BackendUnavailable, RunRequest, Status
 from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
 from server.config import Settings
-from tests.conftest import SUITE, managed_containers, wait_gone
+from tests.conftest import SUITE, engine_runtimes, managed_containers, wait_gone
 from tests.hanging_engine import HangingEngine
 from tests.helpers import collect
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture
-async def warm(settings: Settings):
-    backend = DockerBackend(settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE))
+@pytest.fixture(params=["runc", "runsc"])
+async def warm(request: pytest.FixtureRequest, settings: Settings):
+    if request.param == "runsc" and "runsc" not in await engine_runtimes():
+        pytest.skip("the Docker engine has no runsc runtime (scripts/ensure-docker.sh adds it)")
+    backend = DockerBackend(
+        settings.limits,
+        settings.image,
+        pool_size=2,
+        owner=new_owner_id(SUITE),
+        runtime=request.param,
+    )
     await backend.open()
     await filled(backend)
     yield backend
