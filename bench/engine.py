@@ -28,6 +28,7 @@ from sandbox.docker import (
     container_config,
     new_owner_id,
     remove_container,
+    wait_ready,
 )
 
 BENCH_LABEL = "execstream.bench"
@@ -103,6 +104,7 @@ class Engine:
                 await stream.__aenter__()
                 t2 = time.perf_counter()
                 await container.start()
+                await wait_ready(stream)  # as the backend does: signals are safe from here
                 t3 = time.perf_counter()
                 await stream.write_in(program)
                 t4 = time.perf_counter()
@@ -146,6 +148,7 @@ class Engine:
         try:
             await stream.__aenter__()
             await container.start()
+            await wait_ready(stream)
         except BaseException:
             await self._remove(container, stream)
             raise

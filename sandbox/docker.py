@@ -38,6 +38,8 @@ FOLDER = "/tmp"
 LAUNCHERS = "/opt/execstream"
 INIT = f"{LAUNCHERS}/init"
 USER = "10001:10001"
+READY = b"\x06"
+"""The byte our init writes to stdout once signals sent to it are no longer lost."""
 WATCHDOG_GRACE = 2.0
 """Seconds the init of a container gives a program past its wall time before it kills
 everything: the server stops it at its wall time; init is for when the server cannot."""
@@ -241,10 +243,16 @@ class DockerProcess:
     folder = FOLDER
 
     def __init__(
-        self, container: DockerContainer, stream: Stream, remover: Remover, timeout: float
+        self,
+        container: DockerContainer,
+        stream: Stream,
+        remover: Remover,
+        timeout: float,
+        early: Output | None = None,
     ) -> None:
         self.container = container
         self._stream = stream
+        self._early = early
         self._remover = remover
         self._timeout = timeout
         self._removed = False
@@ -263,6 +271,9 @@ class DockerProcess:
             await self._stream.write_in(header)
 
     async def read(self) -> Output | None:
+        if self._early is not None:
+            early, self._early = self._early, None
+            return early
         message = await self._stream.read_out()
         if message is None:
             return None
@@ -326,6 +337,17 @@ async def remove_container(container: DockerContainer) -> None:
             if attempt == 2:
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
+
+
+async def wait_ready(stream: Stream) -> Output | None:
+    """Wait for init's ready byte, the first of stdout: until init has set its signals up,
+    the kernel drops signals sent to it, so a Stop sent at once would be lost. Whatever
+    output came with the byte is returned, for the program's reader."""
+    message = await stream.read_out()
+    if message is None or message.stream != 1 or not message.data.startswith(READY):
+        raise ConnectionError("the sandbox's init did not report ready")
+    rest = message.data[len(READY) :]
+    return Output("stdout", rest) if rest else None
 
 
 def describe(exc: BaseException) -> str:
@@ -440,6 +462,8 @@ class DockerBackend(Backend):
                 await stream.__aenter__()
             async with asyncio.timeout(self.engine_timeout):
                 await container.start()
+            async with asyncio.timeout(self.engine_timeout):
+                early = await wait_ready(stream)
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await stream.close()
@@ -447,7 +471,7 @@ class DockerBackend(Backend):
             if isinstance(exc, ENGINE_ERRORS):
                 raise BackendUnavailable(f"cannot start a container: {describe(exc)}") from exc
             raise
-        return DockerProcess(container, stream, self._remover, self.engine_timeout)
+        return DockerProcess(container, stream, self._remover, self.engine_timeout, early)
 
     async def owners(self) -> Counter[str]:
         """How many managed containers each owner (an instance id) has on the engine."""

@@ -52,6 +52,8 @@ static double seconds(const char *text, const char *name) {
     return value;
 }
 
+#define READY "\x06" /* ASCII ACK, the first byte of stdout; the server strips it */
+
 static void expire(void) {
     kill(-1, SIGKILL); /* from a namespace's init: every other process of the namespace */
     _exit(128 + SIGKILL);
@@ -126,6 +128,13 @@ int main(int argc, char **argv) {
     int start[2];
     if (signals < 0 || pipe2(start, O_CLOEXEC) < 0) {
         perror("init: signalfd or pipe");
+        return 2;
+    }
+    /* Say we are ready: from here on no signal sent to us is lost. Before this point the
+       kernel drops any signal sent to a namespace's init that has no handler, so the server
+       waits for this byte before it lets anyone signal the container. */
+    if (write(STDOUT_FILENO, READY, 1) != 1) {
+        perror("init: ready");
         return 2;
     }
     pid_t launcher = spawn(argv + 5, &original, start);
