@@ -172,7 +172,8 @@ class Remover:
 
     async def remove(self, container: DockerContainer) -> bool:
         """Whether the container is gone; if not, it is retried later."""
-        if await self._attempt(container):
+        # A task of ours, so that ``close`` waits for removals under way.
+        if await asyncio.shield(self._spawn(self._attempt(container))):
             return True
         if self._retrying is None or self._retrying.done():
             self._retrying = self._spawn(self._retry())

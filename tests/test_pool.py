@@ -196,7 +196,9 @@ async def test_an_engine_that_hangs_gives_backend_unavailable_in_time(
             assert engine.hung == 1
             assert not await owned_by(backend.owner)  # a started-to-be container is removed
             engine.hang.clear()
-            done = await collect(await backend.start(RunRequest("python", "print('back')")))
+            run = await backend.start(RunRequest("python", "print('back')"))
+            done = await collect(run)
+            await run.close()  # its container is gone before the backend closes
             assert done.stdout == b"back\n"
         finally:
             await backend.close()
