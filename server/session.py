@@ -69,6 +69,9 @@ class Session:
         self._launched = asyncio.Event()
         """Set once the current run has started, or failed to."""
         self._leaving = False
+        self._held: list[StdinMessage | EofMessage] = []
+        """Input sent before the run started (it may wait for its turn), given to it then."""
+        self._held_bytes = 0
         self._send_lock = asyncio.Lock()
 
     # Receiving ------------------------------------------------------------------------------
@@ -128,13 +131,12 @@ class Session:
             if await self._authorized():
                 self._start(message)
             return
-        if self._phase == "queued":
-            if isinstance(message, SignalMessage):
-                await self._leave_queue()
-                return
-            raise ProtocolError(
-                "run_queued", "the run is waiting for its turn: input goes in once it started"
-            )
+        if self._phase == "queued" and isinstance(message, SignalMessage):
+            await self._leave_queue()
+            return
+        if self._phase in ("queued", "starting") and not isinstance(message, SignalMessage):
+            self._hold(message)
+            return
         if self._phase == "starting":
             await self._launched.wait()
         execution = self.execution
@@ -198,7 +200,13 @@ class Session:
             )
             return
         finally:
-            self._phase = "running" if self.execution is not None else "idle"
+            if self.execution is None:
+                self._phase, self._held, self._held_bytes = "idle", [], 0
+                self._launched.set()
+        try:
+            await self._give_held(self.execution)
+        finally:
+            self._phase = "running"
             self._launched.set()
         if self._leaving:  # the client left while the run was starting
             await self.execution.run.kill()
@@ -206,6 +214,29 @@ class Session:
             await self._relay_run(self.execution)
         finally:
             self._phase = "idle"
+
+    def _hold(self, message: BaseModel) -> None:
+        assert isinstance(message, StdinMessage | EofMessage)
+        size = len(message.data.encode()) if isinstance(message, StdinMessage) else 0
+        window = self.runs.backend.limits.stdin_backlog_bytes
+        if self._held_bytes + size > window:
+            raise ProtocolError(
+                "stdin_backlog",
+                f"more than {window} bytes of input before the run started: wait for started",
+            )
+        self._held.append(message)
+        self._held_bytes += size
+
+    async def _give_held(self, execution: Execution) -> None:
+        held, self._held, self._held_bytes = self._held, [], 0
+        for message in held:
+            try:
+                if isinstance(message, StdinMessage):
+                    await execution.write_stdin(message.data)
+                else:
+                    await execution.run.close_stdin()
+            except SandboxError as exc:  # the run goes on, as it would for a live frame
+                await self.send(ErrorMessage(code=exc.code, message=exc.message))
 
     async def _tell_position(self, position: int) -> None:
         await self.send(Queued(position=position))
