@@ -34,6 +34,8 @@ def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
     )
     yield process.start()
     process.stop()
+    log = process.log.read_text()
+    assert "Traceback" not in log, f"the server's log holds a traceback:\n{log[-5000:]}"
 
 
 @asynccontextmanager
@@ -118,6 +120,26 @@ async def test_past_the_queue_bound_runs_are_refused_with_server_busy(
         assert int(response.headers["Retry-After"]) > 0
         for ws, _ in waiting:
             await ws.close()
+
+
+async def test_a_rest_client_that_hangs_up_leaves_the_queue(one_slot: ServerProcess) -> None:
+    async with holding(one_slot):
+        _, token = one_slot.new_user()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=one_slot.url, headers=headers, timeout=1) as http:
+            with pytest.raises(httpx.ReadTimeout):  # it waits; we hang up after a second
+                await http.post(
+                    "/api/v1/code/execute", json={"language": "python", "code": "print(1)"}
+                )
+        ws, first = await queued(one_slot)
+        # The next one to come is first in line (at once, or as soon as the server saw the
+        # hang-up).
+        while first["position"] != 1:
+            first = await next_frame(ws)
+            assert first["type"] == "queued"
+        async with httpx.AsyncClient(base_url=one_slot.url, headers=headers) as http:
+            assert (await http.get("/api/v1/code/history")).json() == []  # it never ran
+        await ws.close()
 
 
 async def test_waiting_does_not_count_against_the_wall_time(one_slot: ServerProcess) -> None:
