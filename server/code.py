@@ -90,12 +90,12 @@ async def admit_while_connected(
     finally:
         hung_up.cancel()
         if not admitting.done():
-            admitting.cancel()  # gives back a slot granted meanwhile
+            admitting.cancel()  # it leaves the queue (or gives back a slot just granted)
+    if admitting.done():
+        return admitting.result()
     await asyncio.wait({admitting})
-    if admitting.cancelled():
-        # Nobody is there to read it (nginx's 499 "client closed request").
-        raise ApiError(499, "client_closed", "the client hung up while its run waited")
-    return admitting.result()
+    # Nobody is there to read this (nginx's 499 "client closed request").
+    raise ApiError(499, "client_closed", "the client hung up while its run waited")
 
 
 async def _hung_up(request: Request) -> None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
@@ -21,6 +22,7 @@ from sandbox import LANGUAGES, Language
 from server import admin
 from server.config import Settings
 from server.http import EXCEPTION_HANDLERS
+from server.metrics import Metrics
 from tests.server import PASSWORD, ServerProcess
 
 pytestmark = pytest.mark.docker
@@ -211,3 +213,26 @@ async def test_warm_asks_the_pool_and_reports_what_it_granted() -> None:
         assert pool.calls == [(LANGUAGES["typescript"], 8, 45 * 60.0)]
         # EXECSTREAM_METRICS=off: no /metrics at all.
         assert (await client.get("/metrics")).status_code == 404
+
+
+def test_pool_figures_are_read_from_the_pool_when_scraped() -> None:
+    figures = {"python": {"size": 4, "idle": 3, "hits": 10, "misses": 2}}
+    metrics = Metrics(queue_depth=lambda: 7, pool_stats=lambda: figures)
+    first = scrape(metrics)
+    figures["python"] = {"size": 6, "idle": 1, "hits": 15, "misses": 2}
+    second = scrape(metrics)
+    assert first["execstream_pool_idle"] == {("python",): 3.0}
+    assert first["execstream_pool_hits_total"] == {("python",): 10.0}
+    assert second["execstream_pool_size"] == {("python",): 6.0}
+    assert second["execstream_pool_hits_total"] == {("python",): 15.0}
+    assert second["execstream_pool_misses_total"] == {("python",): 2.0}
+    assert second["execstream_queue_depth"] == {(): 7.0}
+
+
+def scrape(metrics: Metrics) -> dict[str, dict[tuple[str, ...], float]]:
+    text = generate_latest(metrics.registry).decode()
+    found: dict[str, dict[tuple[str, ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sample.labels.values())] = sample.value
+    return found
