@@ -12,6 +12,7 @@ from client.errors import (
 from client.rest import languages, login, register
 from client.result import Event, RunResult
 from client.ws import ExecClient, ws_url
+from server.protocol import Queued
 
 __all__ = [
     "ApiError",
@@ -21,6 +22,7 @@ __all__ = [
     "Event",
     "ExecClient",
     "InvalidFrame",
+    "Queued",
     "RunResult",
     "ServerError",
     "Unauthorized",

@@ -8,10 +8,11 @@ from typing import TypeVar
 
 from client.errors import InvalidFrame
 from sandbox import Status
-from server.protocol import ExitMessage, LimitMessage, OutputMessage, Started
+from server.protocol import ExitMessage, LimitMessage, OutputMessage, Queued, Started
 
-Event = Started | OutputMessage | LimitMessage | ExitMessage
-"""A frame of a run, as ``ExecClient.stream`` yields it; the last one is the ``ExitMessage``."""
+Event = Queued | Started | OutputMessage | LimitMessage | ExitMessage
+"""A frame of a run, as ``ExecClient.stream`` yields it: ``Queued`` while it waits for its
+turn (its position, whenever it moves), then ``Started``; the last one is the ``ExitMessage``."""
 
 _E = TypeVar("_E", bound=Event)
 

@@ -27,7 +27,7 @@ from client.rest import languages, login
 from client.result import Event
 from client.ws import ExecClient
 from sandbox import Status
-from server.protocol import ExitMessage, LimitMessage, OutputMessage, SignalName, Started
+from server.protocol import ExitMessage, LimitMessage, OutputMessage, Queued, SignalName, Started
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 TIMED_OUT = 124  # as coreutils' timeout
@@ -164,6 +164,8 @@ class _Session:
             _write(sys.stdout if event.stream == "stdout" else sys.stderr, event.data)
         elif isinstance(event, LimitMessage):
             _write(sys.stderr, f"execstream: {event.message}\n")
+        elif isinstance(event, Queued):
+            _write(sys.stderr, f"execstream: waiting, {event.position - 1} ahead of you\n")
 
     async def _forward(self) -> None:
         """Send typed input and signals in order. A lost connection is the run's to report."""

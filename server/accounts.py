@@ -17,6 +17,7 @@ from server.http import json_body, validate
 from server.services import services
 from server.throttle import client_address
 from storage import Database, UsernameTaken
+from storage.models import USER
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 
@@ -32,12 +33,16 @@ class TokenForm(BaseModel):
 
 
 async def create_account(
-    db: Database, credentials: Credentials, passwords: auth.Passwords | None = None
+    db: Database,
+    credentials: Credentials,
+    passwords: auth.Passwords | None = None,
+    role: str = USER,
 ) -> auth.Account:
-    """Create a user; raises ``ApiError(409)`` when the name is taken. Shared with the CLI."""
+    """Create a user; raises ``ApiError(409)`` when the name is taken. Shared with the CLI
+    (the only way to make an admin: sign-up makes plain users)."""
     password_hash = await (passwords or auth.Passwords(1)).hash(credentials.password)
     try:
-        user = await db.create_user(credentials.username, password_hash)
+        user = await db.create_user(credentials.username, password_hash, role)
     except UsernameTaken:
         raise ApiError(
             409, "username_taken", f"username {credentials.username!r} is taken"
@@ -77,7 +82,12 @@ async def me(request: Request) -> Response:
 
 
 def user_json(user: auth.Account) -> dict[str, Any]:
-    return {"id": user.id, "username": user.username, "created_at": user.created_at.isoformat()}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "created_at": user.created_at.isoformat(),
+    }
 
 
 routes = [

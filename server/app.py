@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 
-from server import accounts, code, health, limits, web, ws
+from server import accounts, admin, code, health, limits, web, ws
 from server.auth import TokenBackend
 from server.bodylimit import BodyLimit
 from server.config import Settings
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *accounts.routes,
             *code.routes,
             *limits.routes,
+            *admin.routes(settings),
             *ws.routes,
             *web.routes,
         ],

@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 from server.config import Settings
 from server.errors import ApiError
 from storage import Database, User
+from storage.models import ADMIN, USER
 
 T = TypeVar("T")
 
@@ -109,6 +110,7 @@ class Account(BaseUser):
     id: int
     username: str
     created_at: datetime
+    role: str = USER
 
     @property
     def is_authenticated(self) -> bool:
@@ -122,7 +124,12 @@ class Account(BaseUser):
     def of(cls, user: User) -> Account:
         if user.id is None:
             raise ValueError("a user that was never stored has no account")
-        return cls(user.id, user.username, user.created_at)
+        return cls(user.id, user.username, user.created_at, user.role)
+
+    @property
+    def scopes(self) -> list[str]:
+        """What ``@requires`` checks: every account is authenticated, admins also admin."""
+        return ["authenticated", ADMIN] if self.role == ADMIN else ["authenticated"]
 
 
 @dataclass(frozen=True)
@@ -247,4 +254,4 @@ class TokenBackend(AuthenticationBackend):
             account = await authenticate(conn, state.db, state.tokens)
         except ApiError as exc:
             return AuthCredentials(), Refused(exc.code, exc.detail)
-        return AuthCredentials(["authenticated"]), account
+        return AuthCredentials(account.scopes), account

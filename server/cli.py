@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     create = user_commands.add_parser("create", help="create an account")
     create.add_argument("name")
     create.add_argument(
+        "--admin", action="store_true", help="an admin: may warm the pool and read statistics"
+    )
+    create.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
 
@@ -90,6 +93,7 @@ async def _create_user(args: argparse.Namespace) -> int:
     from server.errors import ApiError
     from server.http import validate
     from storage import Database
+    from storage.models import ADMIN, USER
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -99,13 +103,13 @@ async def _create_user(args: argparse.Namespace) -> int:
     await db.open()
     try:
         credentials = validate(Credentials, {"username": args.name, "password": password})
-        account = await create_account(db, credentials)
+        account = await create_account(db, credentials, role=ADMIN if args.admin else USER)
     except ApiError as exc:
         print(f"execstream: {exc.detail}", file=sys.stderr)
         return 1
     finally:
         await db.close()
-    print(f"created user {account.username!r}")
+    print(f"created {account.role} {account.username!r}")
     return 0
 
 

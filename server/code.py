@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -13,7 +14,7 @@ from starlette.routing import Route
 from sandbox import LANGUAGES, SandboxError
 from server.errors import ApiError, from_sandbox
 from server.http import json_body, validate
-from server.runs import RunSpec
+from server.runs import Admission, RunService, RunSpec
 from server.services import services
 from storage import CodeExecution, CursorNotFound
 
@@ -57,7 +58,8 @@ async def execute(request: Request) -> Response:
         save_history=body.save_history,
     )
     try:
-        execution = await state.runs.start(user.id, spec)
+        admission = await admit_while_connected(request, state.runs, user.id, spec)
+        execution = await state.runs.launch(admission)
     except SandboxError as exc:
         raise from_sandbox(exc) from None
     async for _ in execution.output():
@@ -75,6 +77,32 @@ async def execute(request: Request) -> Response:
             "output_truncated": result.output_truncated,
         }
     )
+
+
+async def admit_while_connected(
+    request: Request, runs: RunService, user_id: int, spec: RunSpec
+) -> Admission:
+    """Wait for the run's turn; a client that hangs up meanwhile leaves the queue."""
+    admitting = asyncio.create_task(runs.admit(user_id, spec))
+    hung_up = asyncio.create_task(_hung_up(request))
+    try:
+        await asyncio.wait({admitting, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hung_up.cancel()
+        if not admitting.done():
+            admitting.cancel()  # it leaves the queue (or gives back a slot just granted)
+    if admitting.done():
+        return admitting.result()
+    await asyncio.wait({admitting})
+    # Nobody is there to read this (nginx's 499 "client closed request").
+    raise ApiError(499, "client_closed", "the client hung up while its run waited")
+
+
+async def _hung_up(request: Request) -> None:
+    """Return once the client has hung up. The body was read whole, so the next message
+    of the request is its disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @requires("authenticated", status_code=401)

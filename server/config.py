@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     # Capacity: runs at once, so one user (or a crowd) cannot starve everyone else
     max_runs: int = Field(default=64, ge=1, le=10_000)
     max_runs_per_user: int = Field(default=8, ge=1, le=1_000)
+    queue_max: int = Field(default=256, ge=0, le=100_000)
+    """Runs that may wait for a slot, in all; past it a run is refused (``server_busy``)."""
+    queue_per_user: int = Field(default=32, ge=0, le=10_000)
+    """Runs one user may have waiting; past it a run is refused (``too_many_runs``)."""
+
+    # Operators
+    metrics: Literal["public", "admin", "off"] = "admin"
+    """Who may read ``/metrics``: anyone, admins (with a token), or nobody (not served)."""
 
     # Limits of one run. Zero is not "none" here: Docker reads 0 as unlimited, so each has a floor.
     max_wall_time: float = Field(default=30.0, ge=0.1, le=3600)

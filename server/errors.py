@@ -15,16 +15,25 @@ from sandbox import (
     TooManyRuns,
     UnknownLanguage,
 )
+from server.queue import RETRY_AFTER_SECONDS, ServerBusy
 
 
 class ApiError(Exception):
     """Something a request got wrong (or, for 5xx, something we could not do)."""
 
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -47,11 +56,15 @@ _SANDBOX_STATUS: dict[type[SandboxError], int] = {
     InvalidTimeout: 422,
     BackendUnavailable: 503,
     TooManyRuns: 429,
+    ServerBusy: 503,
 }
+# Refusals that pass with time: the client is told when to try again.
+_RETRY = (TooManyRuns, ServerBusy)
 
 
 def from_sandbox(exc: SandboxError) -> ApiError:
-    return ApiError(_SANDBOX_STATUS.get(type(exc), 500), exc.code, exc.message)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, _RETRY) else None
+    return ApiError(_SANDBOX_STATUS.get(type(exc), 500), exc.code, exc.message, headers)
 
 
 def describe(exc: ValidationError) -> str:

@@ -40,7 +40,7 @@ def validate(model: type[M], data: Any) -> M:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    headers = BEARER if exc.status == 401 else None
+    headers = (BEARER if exc.status == 401 else {}) | exc.headers
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -52,6 +52,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
         refused = user if isinstance(user, Refused) else NO_TOKEN
         return JSONResponse(
             {"detail": refused.detail, "code": refused.code}, status_code=401, headers=BEARER
+        )
+    if exc.status_code == 403:
+        # Raised by ``@requires("admin")``, the one scope a signed-in user may lack.
+        return JSONResponse(
+            {"detail": "this needs an admin account", "code": "admin_required"}, status_code=403
         )
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(

@@ -63,6 +63,14 @@ CLIENT_TYPES = ("run", "stdin", "eof", "signal")
 # Server to client ------------------------------------------------------------------------
 
 
+class Queued(_Message):
+    """Every run slot is taken: the run waits its turn; sent again whenever its place moves."""
+
+    type: Literal["queued"] = "queued"
+    position: int
+    """1 for the next run to start."""
+
+
 class Started(_Message):
     type: Literal["started"] = "started"
     run_id: str
@@ -111,7 +119,7 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    Started | StdinAck | OutputMessage | LimitMessage | ExitMessage | ErrorMessage,
+    Queued | Started | StdinAck | OutputMessage | LimitMessage | ExitMessage | ErrorMessage,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,8 +29,11 @@ from sandbox import (
     StdinTooLarge,
     TooManyRuns,
 )
+from sandbox.languages import get_language
 from sandbox.run import StreamName
 from server.audit import audit
+from server.metrics import Metrics, PoolStats
+from server.queue import Notify, RunQueue, ServerBusy
 from storage import Database
 from storage.database import RUNNING
 from storage.models import utc_now
@@ -59,6 +61,16 @@ class RunSpec:
     save_history: bool = True
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A run that has its slot and may start: ``RunService.launch`` it, or the slot leaks."""
+
+    user_id: int
+    spec: RunSpec
+    asked_at: float
+    """When it was asked for (``time.monotonic``), before any wait for a slot."""
+
+
 @dataclass(eq=False)
 class Execution:
     """One run for one user: its output as text, as delivered, and its stored record."""
@@ -73,6 +85,9 @@ class Execution:
     """What the user typed into the running program, kept (up to ``stdin_bytes``) for history."""
     typed_bytes: int = 0
     started_at: datetime = field(default_factory=utc_now)
+    asked_at: float = field(default_factory=time.monotonic)
+    """When the run was asked for (``time.monotonic``), before any wait for a slot."""
+    first_output_at: float | None = None
     record_id: int | None = None
     """The stored record's id, from the start of the run (None when not stored)."""
     changed: bool = False
@@ -118,6 +133,8 @@ class Execution:
 
     def _keep(self, stream: StreamName, text: str) -> tuple[StreamName, str]:
         # The output path only appends: saving it is the checkpoint task's job.
+        if self.first_output_at is None:
+            self.first_output_at = time.monotonic()
         (self.stdout if stream == "stdout" else self.stderr).append(text)
         self.changed = True
         return stream, text
@@ -146,32 +163,60 @@ class RunService:
         max_runs: int,
         max_runs_per_user: int,
         checkpoint_seconds: float,
+        queue_max: int = 256,
+        queue_per_user: int = 32,
+        pool_stats: PoolStats | None = None,
     ) -> None:
         self.backend = backend
         self.db = db
         self.instance_id = instance_id
         self.stdin_bytes = stdin_bytes
-        self.max_runs = max_runs
-        self.max_runs_per_user = max_runs_per_user
         self.checkpoint_seconds = checkpoint_seconds
         self.active: set[Execution] = set()
         """Every run from its start until its record is final and its sandbox gone."""
         # Slots are taken before a run starts (starting takes a while) and freed when it ends.
-        self._slots: Counter[int] = Counter()
+        self.queue = RunQueue(max_runs, max_runs_per_user, queue_max, queue_per_user)
+        self.metrics = Metrics(queue_depth=lambda: self.queue.depth, pool_stats=pool_stats)
         self._closing = False
         self._checkpoints: asyncio.Task[None] | None = None
 
     def open(self) -> None:
         self._checkpoints = asyncio.create_task(self._save_progress(), name="checkpoints")
 
-    async def start(self, user_id: int, spec: RunSpec) -> Execution:
-        """Start a run and store it as ``running``; raises a ``SandboxError`` when refused."""
-        if self._closing:
-            raise BackendUnavailable("the server is shutting down: try again in a moment")
-        stdin = None if spec.stdin is None else spec.stdin.encode()
-        if stdin is not None and len(stdin) > self.stdin_bytes:
+    async def start(self, user_id: int, spec: RunSpec, notify: Notify | None = None) -> Execution:
+        """Admit a run, then launch it; raises a ``SandboxError`` when refused."""
+        return await self.launch(await self.admit(user_id, spec, notify))
+
+    async def admit(self, user_id: int, spec: RunSpec, notify: Notify | None = None) -> Admission:
+        """Check a run, then wait for its slot (``notify`` hears its position meanwhile).
+
+        Cancelling it while it waits leaves the queue; raises a ``SandboxError`` when the run
+        is refused, before it waits when it could never start.
+        """
+        asked_at = time.monotonic()
+        self._refuse_if_closing()
+        if spec.stdin is not None and len(stdin := spec.stdin.encode()) > self.stdin_bytes:
             raise StdinTooLarge(len(stdin), self.stdin_bytes)
-        self._take_slot(user_id)
+        get_language(spec.language)
+        try:
+            waited = await self.queue.acquire(user_id, notify)
+        except (ServerBusy, TooManyRuns) as exc:
+            self.metrics.queue_refused.labels(exc.code).inc()
+            raise
+        self.metrics.queue_wait_seconds.observe(waited)
+        return Admission(user_id, spec, asked_at)
+
+    async def launch(self, admission: Admission) -> Execution:
+        """Start an admitted run and store it as ``running``; its slot is freed when it ends
+        (by ``finish``), or now when it cannot start."""
+        user_id, spec = admission.user_id, admission.spec
+        try:
+            self._refuse_if_closing()
+        except BackendUnavailable:
+            self.queue.release(user_id)
+            raise
+        stdin = None if spec.stdin is None else spec.stdin.encode()
+        # From here on the clock runs: time spent waiting does not count against the run.
         started_at = utc_now()
         # The record is written while the sandbox starts, not after: the client waits for
         # its id in the started frame, and then for whichever of the two is slower only.
@@ -180,11 +225,15 @@ class RunService:
             run = await self.backend.start(
                 RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
             )
-        except BaseException:
-            self._free_slot(user_id)
+        except BaseException as exc:
+            self.queue.release(user_id)
+            if isinstance(exc, BackendUnavailable):
+                self.metrics.engine_errors.inc()
             await self._discard_record(record)
             raise
-        execution = Execution(run, spec, user_id, self.stdin_bytes, started_at=started_at)
+        execution = Execution(
+            run, spec, user_id, self.stdin_bytes, started_at=started_at, asked_at=admission.asked_at
+        )
         self.active.add(execution)
         run.on_closed(lambda _: self._forget(execution, "sandbox"))
         execution.record_id = await record
@@ -218,20 +267,9 @@ class RunService:
             if (record_id := await asyncio.shield(record)) is not None:
                 await self.db.delete_execution_by_id(record_id)
 
-    def _take_slot(self, user_id: int) -> None:
-        if self._slots.total() >= self.max_runs:
-            raise TooManyRuns(f"the server runs {self.max_runs} programs already: try again soon")
-        if self._slots[user_id] >= self.max_runs_per_user:
-            raise TooManyRuns(
-                f"you have {self._slots[user_id]} programs running, "
-                "the most one user may run at once"
-            )
-        self._slots[user_id] += 1
-
-    def _free_slot(self, user_id: int) -> None:
-        self._slots[user_id] -= 1
-        if self._slots[user_id] <= 0:
-            del self._slots[user_id]
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise BackendUnavailable("the server is shutting down: try again in a moment")
 
     def _forget(self, execution: Execution, part: str) -> None:
         execution._pending.discard(part)
@@ -243,8 +281,9 @@ class RunService:
         try:
             result = await execution.run.result()
         finally:
-            self._free_slot(execution.user_id)
+            self.queue.release(execution.user_id)
         try:
+            self._count(execution, result)
             self._audit_limit(execution, result)
             if not execution.spec.save_history:
                 return result, None
@@ -286,6 +325,14 @@ class RunService:
         else:
             await self.db.finish_execution(execution.record_id, execution.progress() | final)
         return execution.record_id
+
+    def _count(self, execution: Execution, result: Result) -> None:
+        language = execution.spec.language
+        self.metrics.runs.labels(language, result.status.value).inc()
+        self.metrics.run_seconds.labels(language).observe(result.execution_time)
+        if execution.first_output_at is not None:
+            latency = execution.first_output_at - execution.asked_at
+            self.metrics.first_output_seconds.labels(language).observe(latency)
 
     def _audit_limit(self, execution: Execution, result: Result) -> None:
         limit = LIMITS.get(result.status)

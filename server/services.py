@@ -92,6 +92,11 @@ class Services:
             max_runs=settings.max_runs,
             max_runs_per_user=settings.max_runs_per_user,
             checkpoint_seconds=settings.checkpoint_seconds,
+            queue_max=settings.queue_max,
+            queue_per_user=settings.queue_per_user,
+            # The predictive pool (issue 10, its own branch) brings ``stats``; until it is
+            # merged the pool reports nothing and /metrics has no pool figures.
+            pool_stats=getattr(backend.pool, "stats", None),
         )
         runs.open()
         retention = Retention(

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketState
@@ -24,6 +24,7 @@ from server.protocol import (
     ExitMessage,
     LimitMessage,
     OutputMessage,
+    Queued,
     RunMessage,
     SignalMessage,
     Started,
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
+
+Phase = Literal["idle", "queued", "starting", "running"]
 
 
 class Session:
@@ -62,12 +65,23 @@ class Session:
         self._db = db
         self.execution: Execution | None = None
         self._relay: asyncio.Task[None] | None = None
+        self._phase: Phase = "idle"
+        self._launched = asyncio.Event()
+        """Set once the current run has started, or failed to."""
+        self._leaving = False
+        self._held: list[StdinMessage | EofMessage] = []
+        """Input sent before the run started (it may wait for its turn), given to it then."""
+        self._held_bytes = 0
         self._send_lock = asyncio.Lock()
 
     # Receiving ------------------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Handle frames until the client goes; then stop whatever it left running."""
+        with self.runs.metrics.sessions.track_inprogress():
+            await self._serve()
+
+    async def _serve(self) -> None:
         try:
             while self.websocket.application_state is WebSocketState.CONNECTED:
                 frame = await self.websocket.receive()
@@ -115,8 +129,16 @@ class Session:
     async def _handle(self, message: BaseModel) -> None:
         if isinstance(message, RunMessage):
             if await self._authorized():
-                await self._start(message)
+                self._start(message)
             return
+        if self._phase == "queued" and isinstance(message, SignalMessage):
+            await self._leave_queue()
+            return
+        if self._phase in ("queued", "starting") and not isinstance(message, SignalMessage):
+            self._hold(message)
+            return
+        if self._phase == "starting":
+            await self._launched.wait()
         execution = self.execution
         if execution is None or execution.run.done:
             raise ProtocolError("no_active_run", "no run is active: start one with a run message")
@@ -144,7 +166,7 @@ class Session:
 
     # Running --------------------------------------------------------------------------------
 
-    async def _start(self, message: RunMessage) -> None:
+    def _start(self, message: RunMessage) -> None:
         if self._relay is not None and not self._relay.done():
             raise ProtocolError("run_active", "a run is active: wait for its exit frame")
         spec = RunSpec(
@@ -155,11 +177,80 @@ class Session:
             project_id=message.project_id,
             save_history=message.save_history,
         )
+        # The run waits for its slot in a task of its own: meanwhile this socket's frames
+        # are still read, so a Stop or a disconnect takes it out of the queue.
+        self.execution = None
+        self._phase = "queued"
+        self._launched.clear()
+        self._relay = asyncio.create_task(self._run(spec))
+
+    async def _run(self, spec: RunSpec) -> None:
+        """Wait for a slot, start the run, relay it; a refusal is the run's ``error`` frame."""
         try:
-            self.execution = await self.runs.start(self.user_id, spec)
+            admission = await self.runs.admit(self.user_id, spec, self._tell_position)
+            self._phase = "starting"
+            self.execution = await self.runs.launch(admission)
         except SandboxError as exc:
-            raise ProtocolError(exc.code, exc.message) from None
-        self._relay = asyncio.create_task(self._relay_run(self.execution))
+            await self.send(ErrorMessage(code=exc.code, message=exc.message))
+            return
+        except Exception:
+            log.exception("a run of user %s failed to start", self.user_id)
+            await self.send(
+                ErrorMessage(code="internal_error", message="the server failed; it is logged")
+            )
+            return
+        finally:
+            if self.execution is None:
+                self._phase, self._held, self._held_bytes = "idle", [], 0
+                self._launched.set()
+        try:
+            await self._give_held(self.execution)
+        finally:
+            self._phase = "running"
+            self._launched.set()
+        if self._leaving:  # the client left while the run was starting
+            await self.execution.run.kill()
+        try:
+            await self._relay_run(self.execution)
+        finally:
+            self._phase = "idle"
+
+    def _hold(self, message: BaseModel) -> None:
+        assert isinstance(message, StdinMessage | EofMessage)
+        size = len(message.data.encode()) if isinstance(message, StdinMessage) else 0
+        window = self.runs.backend.limits.stdin_backlog_bytes
+        if self._held_bytes + size > window:
+            raise ProtocolError(
+                "stdin_backlog",
+                f"more than {window} bytes of input before the run started: wait for started",
+            )
+        self._held.append(message)
+        self._held_bytes += size
+
+    async def _give_held(self, execution: Execution) -> None:
+        held, self._held, self._held_bytes = self._held, [], 0
+        for message in held:
+            try:
+                if isinstance(message, StdinMessage):
+                    await execution.write_stdin(message.data)
+                else:
+                    await execution.run.close_stdin()
+            except SandboxError as exc:  # the run goes on, as it would for a live frame
+                await self.send(ErrorMessage(code=exc.code, message=exc.message))
+
+    async def _tell_position(self, position: int) -> None:
+        await self.send(Queued(position=position))
+
+    async def _leave_queue(self) -> None:
+        """A Stop while the run waits for its turn: it leaves the queue, and never runs."""
+        assert self._relay is not None
+        self._relay.cancel()
+        await self._settle()
+        await self.send(
+            ErrorMessage(
+                code="run_cancelled", message="the run was stopped before its turn: nothing ran"
+            )
+        )
 
     async def _relay_run(self, execution: Execution) -> None:
         """Send one run's frames: started, output as it comes, limit, and exit exactly once."""
@@ -214,17 +305,25 @@ class Session:
         """Kill the program, and wait until its run is stored and its exit frame sent."""
         if self._relay is None:
             return
-        if self.execution is not None:
+        self._leaving = True
+        if self._phase == "queued":
+            self._relay.cancel()
+        elif self.execution is not None:
             await self.execution.run.kill()
-        with contextlib.suppress(Exception):
-            await self._relay
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait until the run's task is over, however it ended."""
+        assert self._relay is not None
+        await asyncio.wait({self._relay})
+        if not self._relay.cancelled() and (exc := self._relay.exception()) is not None:
+            log.error("the run of user %s failed", self.user_id, exc_info=exc)
 
     async def shutdown(self) -> None:
         """Server shutdown, once the run service has stopped every run: let this session's
         exit frame out, then say goodbye."""
         if self._relay is not None:
-            with contextlib.suppress(Exception):
-                await self._relay
+            await self._settle()
         with contextlib.suppress(Exception):
             await self.websocket.close(GOING_AWAY)
 

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrations
 from storage.errors import CursorNotFound, UsernameTaken
-from storage.models import CodeExecution, Instance, User, utc_now
+from storage.models import USER, CodeExecution, Instance, User, utc_now
 
 HEALTH_TIMEOUT = 5.0
 RUNNING = "running"
@@ -80,9 +80,9 @@ class Database:
 
     # Users
 
-    async def create_user(self, username: str, password_hash: str) -> User:
+    async def create_user(self, username: str, password_hash: str, role: str = USER) -> User:
         """Store a new user; raises ``UsernameTaken`` when the name exists."""
-        user = User(username=username, password_hash=password_hash)
+        user = User(username=username, password_hash=password_hash, role=role)
         async with self._session() as session:
             session.add(user)
             try:
@@ -231,6 +231,49 @@ class Database:
             result = await session.exec(query)
             await session.commit()
         return result.rowcount == 1
+
+    # Statistics, for admins
+
+    async def run_stats(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
+        """Runs started since ``since``: count and average execution time per language and
+        status, and count per day (UTC) and language."""
+        runs = CodeExecution
+        by_status = (
+            select(
+                runs.language,
+                runs.status,
+                func.count().label("count"),
+                func.avg(runs.execution_time).label("average"),
+            )
+            .where(col(runs.created_at) >= since)
+            .group_by(col(runs.language), col(runs.status))
+            .order_by(col(runs.language), col(runs.status))
+        )
+        day = func.date(col(runs.created_at)).label("day")
+        by_day = (
+            select(day, runs.language, func.count().label("count"))
+            .where(col(runs.created_at) >= since)
+            .group_by(day, col(runs.language))
+            .order_by(day, col(runs.language))
+        )
+        async with self._session() as session:
+            statuses = (await session.exec(by_status)).all()
+            days = (await session.exec(by_day)).all()
+        return {
+            "by_language_and_status": [
+                {
+                    "language": language,
+                    "status": status,
+                    "count": count,
+                    "average_execution_time": round(float(average or 0.0), 4),
+                }
+                for language, status, count, average in statuses
+            ],
+            "by_day": [
+                {"day": str(day), "language": language, "count": count}
+                for day, language, count in days
+            ],
+        }
 
     # Retention: small batches, each its own short transaction, so runs never wait long.
 

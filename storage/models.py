@@ -37,6 +37,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
+USER = "user"
+ADMIN = "admin"
+ROLES = (USER, ADMIN)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -48,6 +53,8 @@ class User(SQLModel, table=True):
     username: str = Field(unique=True, index=True)
     password_hash: str = Field(repr=False)  # kept out of logs
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    role: str = Field(default=USER, sa_column_kwargs={"server_default": USER})
+    """``user`` or ``admin``."""
 
 
 class CodeExecution(SQLModel, table=True):

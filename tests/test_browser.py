@@ -290,3 +290,43 @@ async def test_a_deleted_account_is_sent_back_to_sign_in(page: Page, server: Ser
     with sqlite3.connect(server.data_dir / "execstream.db") as db:
         ran = db.execute("SELECT count(*) FROM code_executions WHERE code LIKE '%twice%'")
         assert ran.fetchone() == (0,), "nothing may run for a deleted account"
+
+
+async def test_a_queued_run_says_how_many_are_ahead(page: Page, tmp_path: Path) -> None:
+    """Every slot is taken (one here, by another user's long run): the student's run waits,
+    the status says so, Stop takes it out of the line, and the next run starts once the
+    slot is free."""
+    from tests.test_ws import next_frame, open_socket, run
+
+    server = ServerProcess(tmp_path, EXECSTREAM_MAX_RUNS="1").start()
+    try:
+        await sign_up(page, server)
+        _, other = server.new_user()
+        holder = await open_socket(server, other)
+        await run(holder, "print('holding', flush=True)\nimport time\ntime.sleep(60)")
+        assert (await next_frame(holder, timeout=60))["type"] == "started"
+
+        await set_code(page, "python", "print('my turn')\n")
+        await page.click("#run")
+        await expect(page.locator("#status-state")).to_have_text(
+            "Waiting — 0 ahead of you", timeout=RUN_TIMEOUT
+        )
+        await expect(page.locator("#status")).to_have_attribute("data-state", "queued")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "editor-queued.png"))
+
+        # Stop leaves the line: nothing ran.
+        await page.click("#stop")
+        await expect_terminal(page, "Cancelled before the program started.")
+        await expect(page.locator("#run")).to_be_enabled()
+
+        # Queued again; the other run ends, and this one starts and finishes.
+        await page.click("#run")
+        await expect(page.locator("#status")).to_have_attribute(
+            "data-state", "queued", timeout=RUN_TIMEOUT
+        )
+        await holder.close()
+        await expect_terminal(page, "my turn")
+        await expect_status(page, "success")
+    finally:
+        server.stop()

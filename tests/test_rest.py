@@ -61,7 +61,8 @@ def test_register_and_sign_in(server: ServerProcess) -> None:
         )
         assert created.status_code == 201
         assert created.json()["username"] == "grace_h"
-        assert set(created.json()) == {"id", "username", "created_at"}
+        assert set(created.json()) == {"id", "username", "role", "created_at"}
+        assert created.json()["role"] == "user"
         again = client.post(
             "/api/v1/auth/register", json={"username": "grace_h", "password": "another-one"}
         )

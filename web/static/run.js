@@ -209,8 +209,14 @@ export function stopRun() {
   }
   run.stopRequested = true;
   if (run.phase === 'running') interrupt(run);
+  else if (run.phase === 'queued') leaveQueue();
   showRunPhase(run);
   updateRunUi();
+}
+
+/** A run waiting for its turn leaves the line: the server answers `run_cancelled`. */
+function leaveQueue() {
+  state.socket.send({ type: 'signal', signal: 'SIGINT' });
 }
 
 function interrupt(run) {
@@ -225,6 +231,16 @@ function interrupt(run) {
 function handleFrame(msg) {
   const run = state.run;
   switch (msg && msg.type) {
+    case 'queued': {
+      if (!run || (run.phase !== 'starting' && run.phase !== 'queued')) return;
+      const first = run.phase === 'starting';
+      run.phase = 'queued';
+      run.position = Number(msg.position) || 1;
+      if (first && run.stopRequested) leaveQueue(); // Stop was pressed before the line was known
+      showRunPhase(run);
+      updateRunUi();
+      return;
+    }
     case 'started': {
       if (!run) return;
       run.phase = 'running';
@@ -280,9 +296,14 @@ function finishRun(msg) {
 function handleServerError(msg) {
   const run = state.run;
   const text = `${msg.message || 'Unknown error'} (${msg.code || 'error'})`;
-  if (run && run.phase === 'starting') {
-    // Nothing else was sent since the run message, so this answers it: nothing started.
+  if (run && (run.phase === 'starting' || run.phase === 'queued')) {
+    // The run has not started, so this answers it: nothing started.
     endRun(run);
+    if (msg.code === 'run_cancelled') {
+      state.terminal.writeNote('Cancelled before the program started.', 'warning');
+      setIdleStatus();
+      return;
+    }
     state.terminal.writeNote(`The program was not started: ${text}`, 'error');
     setStatus({ phase: 'finished', status: 'not_started', label: 'Not started', detail: msg.message || '', exit: msg.code || '' });
     // The token expired or the account is gone: asking who we are leads back to sign-in.

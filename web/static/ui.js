@@ -103,7 +103,11 @@ export function showRunPhase(run) {
   const name = lang ? lang.name : run.language;
   if (run.phase === 'connecting') {
     setStatus({ phase: 'connecting', label: 'Connecting…', detail: name });
-  } else if (run.phase === 'starting') {
+  } else if (run.phase === 'queued' && !run.stopRequested) {
+    // Every run slot is taken: the server says where this run stands in line.
+    const ahead = Math.max(0, run.position - 1);
+    setStatus({ phase: 'queued', label: `Waiting — ${ahead} ahead of you`, detail: name });
+  } else if (run.phase === 'starting' || run.phase === 'queued') {
     setStatus({ phase: run.stopRequested ? 'stopping' : 'starting', label: run.stopRequested ? 'Stopping…' : 'Starting…', detail: name });
   } else {
     const detail = run.version ? `${name} ${run.version}` : name;
