@@ -45,6 +45,7 @@ SIZES = (30, 100)
 TARGETS = {30: 150.0, 100: 2000.0}  # p95 of first output, ms
 SETTLE_SECONDS = 3.0  # the pool's container count unchanged this long: it is full
 FILL_SECONDS = 180.0
+SINGLE_RUNS = 20
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +54,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--runtimes", nargs="+", choices=["runc", "runsc"], default=["runsc", "runc"]
     )
-    parser.add_argument("--single-runs", type=int, default=20)
+    parser.add_argument("--single-runs", type=int, default=SINGLE_RUNS)
     return parser.parse_args(argv)
 
 
