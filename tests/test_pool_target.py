@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from pydantic import ValidationError
+
 from sandbox import LANGUAGES
 from sandbox.gate import Gate
 from sandbox.pool import Pool, allocate, wanted
 from sandbox.run import Process
+from server.config import Settings, explain
 
 PYTHON, NODE = LANGUAGES["python"], LANGUAGES["javascript"]
 
@@ -185,3 +189,33 @@ async def test_a_cancelled_waiter_does_not_lose_a_place() -> None:
     assert gate.holders == 0 and gate.waiting == 0
     async with asyncio.timeout(1), gate.hold(), gate.hold():
         assert gate.holders == 2
+
+
+# Settings ----------------------------------------------------------------------------------
+
+
+def test_pool_size_keeps_its_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECSTREAM_POOL_SIZE", "0")
+    off = Settings()
+    assert (off.pool_min, off.pool_max) == (0, 0)  # the pool is off, as it always was
+    monkeypatch.setenv("EXECSTREAM_POOL_SIZE", "5")
+    assert (Settings().pool_min, Settings().pool_max) == (5, 128)
+
+
+def test_a_minimum_above_the_maximum_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECSTREAM_POOL_MIN", "9")
+    monkeypatch.setenv("EXECSTREAM_POOL_MAX", "3")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert "EXECSTREAM_POOL_MIN must be at most EXECSTREAM_POOL_MAX (9 > 3)" in explain(
+        refused.value
+    )
+
+
+def test_pool_settings_have_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECSTREAM_ENGINE_CONCURRENCY", "0")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert "EXECSTREAM_ENGINE_CONCURRENCY=0 is refused: allowed range 1..256" in explain(
+        refused.value
+    )
