@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from bench import burst
 from bench.engine import Engine
 from bench.measure import Options, Target, measure, say
 from bench.report import write
@@ -106,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
             server.ready()
         warm, cold = (Target(server, server.token()) for server in servers)
         results = asyncio.run(run(options, warm, cold))
+        for server in servers:  # the class burst starts servers of its own
+            server.stop()
+        say("a class burst (python -m bench.burst), under the default runtime and runc")
+        results["burst"] = asyncio.run(
+            burst.measure(["runsc", "runc"], list(burst.SIZES), burst.SINGLE_RUNS)
+        )
         ok = True
     except KeyboardInterrupt:
         say("interrupted")

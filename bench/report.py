@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import burst
+
 MB = 1_000_000  # RSS is reported in decimal megabytes, the stricter reading of "150 MB"
 NAMES = {"python": "Python", "javascript": "JavaScript"}
 
@@ -223,6 +225,8 @@ def write(results: dict[str, Any], folder: Path) -> str:
     table = rows(results)
     results = {**results, "rows": [row.as_dict() for row in table]}
     text = markdown(results, table)
+    if "burst" in results:
+        text += "\n" + burst.markdown(results["burst"])
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in (
         ("latest.json", json.dumps(results, indent=2) + "\n"),

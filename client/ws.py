@@ -29,6 +29,7 @@ from server.protocol import (
     EofMessage,
     ErrorMessage,
     ExitMessage,
+    PrepareMessage,
     RunMessage,
     ServerMessage,
     SignalMessage,
@@ -268,6 +269,11 @@ class ExecClient:
 
     async def send_signal(self, signal: SignalName = "SIGINT") -> None:
         await self.send(SignalMessage(type="signal", signal=signal))
+
+    async def prepare(self, language: str) -> None:
+        """Tell the server this client will run ``language``: it keeps a warm sandbox ready
+        for it while the socket is open. An unknown language comes back as an error frame."""
+        await self.send(PrepareMessage(type="prepare", language=language))
 
     # Frames ----------------------------------------------------------------------------------
 

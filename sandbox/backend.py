@@ -49,11 +49,27 @@ class Backend(abc.ABC):
     """What walls programs in (a container runtime), None when nothing does."""
 
     def __init__(
-        self, limits: Limits, pool_size: int = 0, pool_lifetime: float | None = None
+        self,
+        limits: Limits,
+        pool_size: int = 0,
+        pool_lifetime: float | None = None,
+        pool_max: int | None = None,
+        pool_memory_bytes: int | None = None,
+        pool_shrink_seconds: float = 60.0,
     ) -> None:
+        """``pool_size`` is the pool's minimum per launcher; ``pool_max`` its maximum (by
+        default the minimum: a fixed pool), 0 for no pool at all."""
         self.limits = limits
         self.versions: dict[str, str] = {}
-        self.pool = Pool(self.prepare, pool_size, pool_lifetime)
+        self.pool = Pool(
+            self._prepare_warm,
+            pool_size,
+            pool_max,
+            pool_lifetime,
+            pool_memory_bytes,
+            self.idle_bytes,
+            pool_shrink_seconds,
+        )
 
     async def start(self, request: RunRequest) -> Run:
         """Check the request, then start its program; raises a ``SandboxError`` when refused."""
@@ -111,8 +127,17 @@ class Backend(abc.ABC):
     ) -> bytes: ...
 
     @abc.abstractmethod
-    async def prepare(self, language: Language) -> Process:
-        """Create and start a sandbox whose launcher waits for a program."""
+    async def prepare(self, language: Language, background: bool = False) -> Process:
+        """Create and start a sandbox whose launcher waits for a program; ``background``
+        when nobody waits for it (the pool filling), so a waiting run goes first."""
+
+    async def _prepare_warm(self, language: Language) -> Process:
+        return await self.prepare(language, background=True)
+
+    def idle_bytes(self, language: Language) -> int:
+        """Memory one idle warm sandbox of ``language`` holds, for the pool's budget; 0 when
+        not known (the pool's memory budget then does not count it)."""
+        return 0
 
     @abc.abstractmethod
     async def open(self) -> None:

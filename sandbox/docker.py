@@ -22,6 +22,7 @@ from aiodocker.stream import Stream
 
 from sandbox.backend import Backend, header
 from sandbox.errors import BackendUnavailable, RuntimeMissing
+from sandbox.gate import Gate
 from sandbox.languages import LANGUAGES, Language
 from sandbox.run import Exit, Limits, Output, Process
 
@@ -52,6 +53,19 @@ RUNSC_TASKS = 64
 """Host tasks gVisor's own kernel (Sentry and Gofer threads) needs beside the program: the
 host's pids limit counts them too (about 50 when idle, measured with Debian's runsc 2022),
 so under runsc the limit is the program's share plus these, or Node.js alone would not fit."""
+
+MB = 1024 * 1024
+IDLE_BYTES: dict[tuple[Runtime, str], int] = {
+    ("runc", "python"): 5 * MB,
+    ("runc", "javascript"): 16 * MB,
+    ("runsc", "python"): 20 * MB,
+    ("runsc", "javascript"): 30 * MB,
+}
+"""Memory of one idle warm container, by runtime and launcher (named by its first language):
+the container's cgroup memory usage as the engine's stats report it, measured with
+``python -m bench.idle_memory`` (runc 4.6 and 15.0 MiB, runsc 18.5 and 27.2 MiB on the
+Debian 12 engine of bench/results), rounded up. Under runsc the cgroup holds gVisor's own
+kernel (Sentry, Gofer) too, which is most of the difference."""
 
 # The engine wraps calls that fail for reasons of its own; these are the ones we expect.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -262,11 +276,15 @@ class DockerProcess:
     def id(self) -> str:
         return self.container.id
 
-    async def begin(self, header: bytes) -> None:
-        # A warm container may have died while it waited; writing to it would be lost.
+    def alive(self) -> bool:
+        # The engine closes the attach connection when the container ends.
         response = self._stream._resp
         transport = response.connection.transport if response and response.connection else None
-        if transport is None or transport.is_closing():
+        return transport is not None and not transport.is_closing()
+
+    async def begin(self, header: bytes) -> None:
+        # A warm container may have died while it waited; writing to it would be lost.
+        if not self.alive():
             raise ConnectionError("the container's stdin is closed")
         async with asyncio.timeout(self._timeout):
             await self._stream.write_in(header)
@@ -370,10 +388,24 @@ class DockerBackend(Backend):
         idle_seconds: float = 600.0,
         engine_timeout: float = 5.0,
         runtime: RuntimeChoice = "auto",
+        pool_max: int | None = None,
+        pool_memory_bytes: int | None = None,
+        pool_shrink_seconds: float = 60.0,
+        engine_concurrency: int = 4,
     ) -> None:
         # A warm container is handed out only while a tenth of its idle time (a second at
         # least) is left: its init ends it at ``idle_seconds`` if no program came by then.
-        super().__init__(limits, pool_size, idle_seconds - max(1.0, idle_seconds / 10))
+        super().__init__(
+            limits,
+            pool_size,
+            idle_seconds - max(1.0, idle_seconds / 10),
+            pool_max,
+            pool_memory_bytes,
+            pool_shrink_seconds,
+        )
+        # Cold starts and pool fills, together: past a few at once the engine only gets
+        # slower at each (measured in bench/results/burst.md).
+        self.engine = Gate(engine_concurrency)
         self.image = image
         self.wanted_runtime: RuntimeChoice = runtime
         self.runtime: Runtime | None = None  # chosen by open()
@@ -446,8 +478,17 @@ class DockerBackend(Backend):
     def header(self, language: Language, code: str, wall_time: float, process: Process) -> bytes:
         return header(language, code, wall_time, FOLDER, LAUNCHERS)
 
-    async def prepare(self, language: Language) -> DockerProcess:
-        """Create, attach and start a container, each step bounded by ``engine_timeout``."""
+    def idle_bytes(self, language: Language) -> int:
+        launcher = next(lang for lang in LANGUAGES.values() if lang.launcher == language.launcher)
+        return IDLE_BYTES.get((self._runtime(), launcher.id), 0)
+
+    async def prepare(self, language: Language, background: bool = False) -> DockerProcess:
+        """Create, attach and start a container, each step bounded by ``engine_timeout``,
+        once the engine gate lets us (the wait for it is not bounded: a burst queues)."""
+        async with self.engine.hold(background):
+            return await self._prepare(language)
+
+    async def _prepare(self, language: Language) -> DockerProcess:
         config = container_config(
             self.image, language, self.limits, self.owner, self._runtime(), self.idle_seconds
         )

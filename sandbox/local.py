@@ -46,6 +46,9 @@ class LocalProcess:
         finally:
             self._output.put_nowait(None)
 
+    def alive(self) -> bool:
+        return self._process.returncode is None
+
     async def begin(self, header: bytes) -> None:
         await self.write(header)
 
@@ -101,7 +104,7 @@ class LocalBackend(Backend):
         assert isinstance(process, LocalProcess)
         return header(language, code, wall_time, process.folder, str(LAUNCHERS))
 
-    async def prepare(self, language: Language) -> LocalProcess:
+    async def prepare(self, language: Language, background: bool = False) -> LocalProcess:
         folder = tempfile.mkdtemp(prefix="execstream-")
         argv = [arg.format(launchers=LAUNCHERS, dir=folder) for arg in language.launcher]
         process = await asyncio.create_subprocess_exec(

@@ -96,6 +96,9 @@ class Process(Protocol):
     async def begin(self, header: bytes) -> None:
         """Hand the launcher its program. The wall clock starts here."""
 
+    def alive(self) -> bool:
+        """Whether a process that has not begun could still take a program (cheap: no I/O)."""
+
     async def read(self) -> Output | None:
         """The next chunk of output, or None once the program closed its output."""
 

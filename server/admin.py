@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Protocol, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -14,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox import SandboxError
-from sandbox.languages import Language, get_language
+from sandbox.languages import get_language
 from server.config import Settings
 from server.errors import from_sandbox
 from server.http import json_body, validate
@@ -28,14 +27,6 @@ MAX_WARM_MINUTES = 240
 
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class WarmPool(Protocol):
-    """What this module needs of the warm pool (``sandbox/pool.py``)."""
-
-    def reserve(self, language: Language, count: int, seconds: float) -> int:
-        """Keep ``count`` more warm containers for ``seconds``; how many the memory budget
-        granted."""
 
 
 class WarmRequest(BaseModel):
@@ -62,8 +53,7 @@ async def warm(request: Request) -> Response:
         language = get_language(body.language)
     except SandboxError as exc:
         raise from_sandbox(exc) from None
-    pool = cast(WarmPool, state.backend.pool)
-    granted = pool.reserve(language, body.count, body.minutes * 60)
+    granted = state.backend.pool.reserve(language, body.count, body.minutes * 60)
     until = utc_now() + timedelta(minutes=body.minutes)
     return JSONResponse(
         {

@@ -38,8 +38,20 @@ class Settings(BaseSettings):
     docker_url: str | None = None
     runtime: Literal["auto", "runc", "runsc"] = "auto"
     """Container runtime: ``auto`` uses gVisor (runsc) when the engine has it, else runc."""
-    pool_size: int = Field(default=2, ge=0, le=32)
-    """Warm containers kept ready per language; 0 turns the pool off."""
+    pool_min: int = Field(default=2, ge=0, le=1_000)
+    """Warm containers kept ready per launcher whatever the demand."""
+    pool_max: int = Field(default=128, ge=0, le=1_000)
+    """Warm containers per launcher at most, however many sessions announce it; 0 turns
+    the pool off."""
+    pool_size: int | None = Field(default=None, ge=0, le=1_000)
+    """The former name of ``pool_min``, still read: 0 turns the pool off, as it used to."""
+    pool_memory_bytes: int = Field(default=2560 * MB, ge=0, le=1024 * GB)
+    """Memory all idle warm containers may hold together (each counted at its runtime's
+    measured idle cost, sandbox/docker.py IDLE_BYTES); it caps every launcher's target."""
+    pool_shrink_seconds: float = Field(default=60.0, ge=1, le=86400)
+    """Warm containers beyond the target are removed once they were surplus this long."""
+    engine_concurrency: int = Field(default=4, ge=1, le=256)
+    """Containers being started at once (cold starts first, then pool fills); the rest wait."""
     pool_idle_seconds: float = Field(default=600.0, ge=10, le=86400)
     """A container that got no program in this time ends itself (the pool replaces it first)."""
     engine_timeout: float = Field(default=5.0, gt=0, le=120)
@@ -111,6 +123,26 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=600)
     sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How often a server sweeps the containers and runs of dead instances."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_size_is_the_minimum(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("pool_size") is None:
+            return data
+        size = data["pool_size"]
+        data = {"pool_min": size, **data}
+        if str(size).strip() == "0":
+            data.setdefault("pool_max", 0)
+        return data
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.pool_min > self.pool_max:
+            raise ValueError(
+                "EXECSTREAM_POOL_MIN must be at most EXECSTREAM_POOL_MAX "
+                f"({self.pool_min} > {self.pool_max})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import LANGUAGES
 from server.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -62,10 +61,11 @@ def _pool(state: Services) -> dict[str, Any]:
     refuses the limits): an empty pool during a burst of runs is busy, not broken, and a load
     balancer must not take the server out of rotation for it."""
     pool = state.backend.pool
-    launchers = {language.launcher: language for language in LANGUAGES.values()}.values()
-    warm = sum(pool.idle(language) for language in launchers)
+    stats = pool.stats().values()
+    warm = sum(lane["idle"] for lane in stats)
+    size = sum(lane["size"] for lane in stats)
     failing = sorted(pool.failing)
-    return {"ok": not failing, "size": pool.size, "warm": warm, "failing": failing}
+    return {"ok": not failing, "size": size, "warm": warm, "failing": failing}
 
 
 routes = [Route("/healthz", healthz), Route("/readyz", readyz)]

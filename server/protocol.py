@@ -53,11 +53,19 @@ class SignalMessage(_Message):
     signal: SignalName
 
 
+class PrepareMessage(_Message):
+    """The editor has ``language`` chosen: the server keeps a warm sandbox ready for it."""
+
+    type: Literal["prepare"]
+    language: str
+
+
 ClientMessage = Annotated[
-    RunMessage | StdinMessage | EofMessage | SignalMessage, Field(discriminator="type")
+    RunMessage | StdinMessage | EofMessage | SignalMessage | PrepareMessage,
+    Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_TYPES = ("run", "stdin", "eof", "signal")
+CLIENT_TYPES = ("run", "stdin", "eof", "signal", "prepare")
 
 
 # Server to client ------------------------------------------------------------------------

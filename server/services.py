@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from sandbox import Backend
+from sandbox import LANGUAGES, Backend
 from sandbox.docker import DockerBackend, new_owner_id
 from sandbox.local import LocalBackend
 from server.auth import Passwords, Tokens
@@ -30,16 +31,26 @@ CLOSE_SECONDS = 5.0
 
 def make_backend(settings: Settings, owner: str) -> Backend:
     if settings.backend == "local":
-        return LocalBackend(settings.limits, settings.pool_size)
+        return LocalBackend(
+            settings.limits,
+            settings.pool_min,
+            pool_max=settings.pool_max,
+            pool_memory_bytes=settings.pool_memory_bytes,
+            pool_shrink_seconds=settings.pool_shrink_seconds,
+        )
     return DockerBackend(
         settings.limits,
         settings.image,
         settings.docker_url,
-        settings.pool_size,
+        settings.pool_min,
         owner=owner,
         idle_seconds=settings.pool_idle_seconds,
         engine_timeout=settings.engine_timeout,
         runtime=settings.runtime,
+        pool_max=settings.pool_max,
+        pool_memory_bytes=settings.pool_memory_bytes,
+        pool_shrink_seconds=settings.pool_shrink_seconds,
+        engine_concurrency=settings.engine_concurrency,
     )
 
 
@@ -94,9 +105,7 @@ class Services:
             checkpoint_seconds=settings.checkpoint_seconds,
             queue_max=settings.queue_max,
             queue_per_user=settings.queue_per_user,
-            # The predictive pool (issue 10, its own branch) brings ``stats``; until it is
-            # merged the pool reports nothing and /metrics has no pool figures.
-            pool_stats=getattr(backend.pool, "stats", None),
+            pool_stats=backend.pool.stats,
         )
         runs.open()
         retention = Retention(
@@ -116,6 +125,12 @@ class Services:
             lease=lease,
             retention=retention,
         )
+
+    def count_languages(self) -> None:
+        """Tell the pool how many open sessions have each language chosen."""
+        chosen = Counter(s.language for s in self.sessions if s.language is not None)
+        for language in LANGUAGES:
+            self.backend.pool.demand(language, chosen[language])
 
     async def drain(self) -> None:
         """Stop every run, let each client hear how it ended, then close the sockets."""

@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketState
 
-from sandbox import SandboxError, Status
+from sandbox import SandboxError, Status, get_language
 from server.audit import audit
 from server.auth import TokenError, Tokens, bearer_token
 from server.errors import ProtocolError, describe
@@ -24,6 +24,7 @@ from server.protocol import (
     ExitMessage,
     LimitMessage,
     OutputMessage,
+    PrepareMessage,
     Queued,
     RunMessage,
     SignalMessage,
@@ -53,6 +54,7 @@ class Session:
         max_frame_bytes: int,
         tokens: Tokens,
         db: Database,
+        on_language: Callable[[], None] = lambda: None,
     ) -> None:
         self.websocket = websocket
         self.user_id = user_id
@@ -64,6 +66,10 @@ class Session:
         self._tokens = tokens
         self._db = db
         self.execution: Execution | None = None
+        self.language: str | None = None
+        """The language the editor has chosen (announced, or last run): the pool keeps a
+        warm sandbox ready for each open session."""
+        self._on_language = on_language
         self._relay: asyncio.Task[None] | None = None
         self._phase: Phase = "idle"
         self._launched = asyncio.Event()
@@ -127,8 +133,12 @@ class Session:
             raise ProtocolError("invalid_message", describe(exc)) from None
 
     async def _handle(self, message: BaseModel) -> None:
+        if isinstance(message, PrepareMessage):
+            self._choose(message.language)
+            return
         if isinstance(message, RunMessage):
             if await self._authorized():
+                self._choose(message.language)
                 self._start(message)
             return
         if self._phase == "queued" and isinstance(message, SignalMessage):
@@ -163,6 +173,13 @@ class Session:
                 await self.websocket.close(POLICY_VIOLATION, reason=str(exc)[:120])
             return False
         return True
+
+    def _choose(self, language_id: str) -> None:
+        """Note the session's language; an unknown one raises ``UnknownLanguage``."""
+        language = get_language(language_id).id
+        if language != self.language:
+            self.language = language
+            self._on_language()
 
     # Running --------------------------------------------------------------------------------
 

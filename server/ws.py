@@ -57,6 +57,7 @@ async def code_socket(websocket: WebSocket) -> None:
         max_frame_bytes=settings.max_frame_bytes,
         tokens=state.tokens,
         db=state.db,
+        on_language=state.count_languages,
     )
     # Counted from here, before the first await, so sockets opened at once cannot pass the cap.
     state.sessions.add(session)
@@ -65,6 +66,8 @@ async def code_socket(websocket: WebSocket) -> None:
         await session.serve()
     finally:
         state.sessions.discard(session)
+        if session.language is not None:
+            state.count_languages()
 
 
 routes = [WebSocketRoute("/api/v1/code/ws", code_socket)]

@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.server import ServerProcess
+from tests.test_pool_demand import running, until
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -330,3 +331,33 @@ async def test_a_queued_run_says_how_many_are_ahead(page: Page, tmp_path: Path) 
         await expect_status(page, "success")
     finally:
         server.stop()
+
+
+async def test_the_editor_announces_its_language_and_a_warm_container_waits_for_it(
+    page: Page, tmp_path: Path
+) -> None:
+    # No minimum: every warm container is there because an open editor asked for it.
+    env = {
+        "EXECSTREAM_POOL_MIN": "0",
+        "EXECSTREAM_POOL_SHRINK_SECONDS": "1",
+        "EXECSTREAM_RUNTIME": "runc",
+    }
+    server = ServerProcess(tmp_path, **env).start()
+    try:
+        owner = server.owner
+        assert not await running(owner, "python")
+        await sign_up(page, server)  # the editor opens on Python, before any run
+        await until(lambda: _counts(owner, python=1, javascript=0))
+        await page.select_option("#language", "javascript")
+        await until(lambda: _counts(owner, python=0, javascript=1))
+        await page.close()  # the session ends: nothing is kept for it
+        await until(lambda: _counts(owner, python=0, javascript=0))
+    finally:
+        server.stop()
+
+
+async def _counts(owner: str, python: int, javascript: int) -> bool:
+    return (len(await running(owner, "python")), len(await running(owner, "javascript"))) == (
+        python,
+        javascript,
+    )

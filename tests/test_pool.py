@@ -38,7 +38,9 @@ async def warm(request: pytest.FixtureRequest, settings: Settings):
 
 async def filled(backend: DockerBackend) -> None:
     async with asyncio.timeout(30):
-        while any(backend.pool.idle(lang) < backend.pool.size for lang in LANGUAGES.values()):
+        while any(
+            backend.pool.idle(lang) < backend.pool.target(lang) for lang in LANGUAGES.values()
+        ):
             await asyncio.sleep(0.05)
 
 
@@ -89,7 +91,7 @@ async def test_wall_time_counts_from_when_the_program_arrived(warm: DockerBacken
 
 async def test_a_warm_container_that_died_is_replaced_by_a_cold_one(warm: DockerBackend) -> None:
     python = LANGUAGES["python"]
-    for _, process in list(warm.pool._idle[python.launcher]):
+    for _, process in list(warm.pool._lanes[python.launcher].idle):
         await process.container.kill()  # type: ignore[attr-defined]
     await asyncio.sleep(0.3)
     run = await warm.start(RunRequest("python", "print('fine')"))
@@ -101,7 +103,7 @@ async def test_close_removes_every_idle_container(settings: Settings) -> None:
     backend = DockerBackend(settings.limits, settings.image, pool_size=2, owner=new_owner_id(SUITE))
     await backend.open()
     await filled(backend)
-    idle = [p.id for ps in backend.pool._idle.values() for _, p in ps]  # type: ignore[attr-defined]
+    idle = [p.id for lane in backend.pool._lanes.values() for _, p in lane.idle]  # type: ignore[attr-defined]
     assert len(idle) == 4  # two for Python, two for Node.js
     await backend.close()
     assert not set(idle) & set(await managed_containers())
@@ -157,12 +159,12 @@ async def test_warm_containers_are_replaced_before_their_idle_time_ends(
     await backend.open()
     try:
         await filled(backend)
-        first = {p.id for ps in backend.pool._idle.values() for _, p in ps}  # type: ignore[attr-defined]
+        first = {p.id for lane in backend.pool._lanes.values() for _, p in lane.idle}  # type: ignore[attr-defined]
         await asyncio.sleep(3.5)
         for container_id in first:
             assert await wait_gone(container_id)
         await filled(backend)
-        now = {p.id for ps in backend.pool._idle.values() for _, p in ps}  # type: ignore[attr-defined]
+        now = {p.id for lane in backend.pool._lanes.values() for _, p in lane.idle}  # type: ignore[attr-defined]
         assert not first & now
         run = await backend.start(RunRequest("python", "print('fresh')"))
         done = await collect(run)

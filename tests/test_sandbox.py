@@ -477,7 +477,7 @@ async def pool_settled(backend: DockerBackend) -> None:
         while True:
             idle = [backend.pool.idle(lang) for lang in launchers]
             # Full, and nothing but the idle containers: no earlier run's container is left.
-            full = min(idle) >= backend.pool.size
+            full = all(backend.pool.idle(lang) >= backend.pool.target(lang) for lang in launchers)
             if full and (await backend.owners())[backend.owner] == sum(idle):
                 return
             await asyncio.sleep(0.05)

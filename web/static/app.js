@@ -12,7 +12,7 @@ import { boot, handleUnauthorized, signOut, submitAuth } from './auth.js';
 import { applyTheme, flushDraft, loadMonaco, replaceCode, switchLanguage } from './editor.js';
 import { loadHistory } from './history.js';
 import { loadLimits } from './limits.js';
-import { startRun, stopRun, sendEofFromButton } from './run.js';
+import { announceLanguage, startRun, stopRun, sendEofFromButton } from './run.js';
 import { $, PROJECT_ID, darkScheme, findLanguage, state } from './state.js';
 import { hideMessage, showLimits } from './ui.js';
 
@@ -29,6 +29,7 @@ function wire() {
   $('clear').addEventListener('click', () => state.terminal && state.terminal.clearScreen());
   $('language').addEventListener('change', (e) => {
     switchLanguage(e.target.value);
+    announceLanguage();
   });
   $('reset-example').addEventListener('click', () => {
     const lang = findLanguage(state.language);

@@ -4,7 +4,7 @@ import * as api from './api.js';
 import { ensureEditor, loadMonaco, saveDraft, switchLanguage } from './editor.js';
 import { describe, storageGet } from './format.js';
 import { loadHistory, renderHistory } from './history.js';
-import { abandonRun, ensureSocket, ensureTerminal } from './run.js';
+import { abandonRun, announceLanguage, ensureSocket, ensureTerminal } from './run.js';
 import { $, findLanguage, state, storagePrefix } from './state.js';
 import { hideMessage, setIdleStatus, showMessage, showView, updateRunUi } from './ui.js';
 
@@ -182,6 +182,7 @@ async function enterApp(user) {
   ensureEditor(monaco);
   const remembered = storageGet(`${storagePrefix()}.language`);
   switchLanguage(findLanguage(remembered) ? remembered : languages[0].id);
+  announceLanguage();
   updateRunUi();
 }
 

@@ -46,8 +46,29 @@ export function ensureSocket() {
       el.dataset.state = connection;
       $('connection-text').textContent =
         connection === 'open' ? 'Connected' : connection === 'connecting' ? 'Connecting…' : 'Not connected';
+      // Each new socket tells the server the editor's language first (a reconnect too).
+      if (connection === 'open' && state.language) sendPrepare();
     },
   });
+}
+
+function sendPrepare() {
+  state.socket.send({ type: 'prepare', language: state.language });
+}
+
+/**
+ * Tells the server the editor's language, so a warm sandbox waits for its next run
+ * (docs/protocol.md, prepare): when the editor loads and when the language changes. Opens the
+ * socket if need be; a failure to connect is left for the next run to explain.
+ */
+export function announceLanguage() {
+  if (!state.user || !state.language) return;
+  ensureSocket();
+  if (state.socket.isOpen) {
+    sendPrepare();
+    return;
+  }
+  state.socket.ensureOpen().catch(() => {});
 }
 
 export async function startRun() {
