@@ -24,6 +24,7 @@ from server.config import Settings
 from server.http import EXCEPTION_HANDLERS
 from server.metrics import Metrics
 from tests.server import PASSWORD, ServerProcess
+from tests.test_pool_demand import running, until
 
 pytestmark = pytest.mark.docker
 
@@ -236,3 +237,26 @@ def scrape(metrics: Metrics) -> dict[str, dict[tuple[str, ...], float]]:
         for sample in family.samples:
             found.setdefault(sample.name, {})[tuple(sample.labels.values())] = sample.value
     return found
+
+
+async def test_a_teacher_warms_containers_for_a_lesson_and_they_go_after(
+    tmp_path: Path,
+) -> None:
+    """End to end: the extra containers appear on the engine, and leave when the time is up."""
+    env = {"EXECSTREAM_POOL_MIN": "1", "EXECSTREAM_POOL_SHRINK_SECONDS": "1"}
+    server = ServerProcess(tmp_path, **env).start()
+    try:
+        owner = server.owner
+        admin_token = create_admin(server, "lesson")
+        await until(lambda: _python_warm(owner, 1))
+        body = {"language": "python", "count": 3, "minutes": 0.1}
+        response = post(server, "/api/v1/admin/warm", admin_token, body)
+        assert response.status_code == 200 and response.json()["granted"] == 3
+        await until(lambda: _python_warm(owner, 4))
+        await until(lambda: _python_warm(owner, 1), seconds=60)  # six seconds, then shrunk
+    finally:
+        server.stop()
+
+
+async def _python_warm(owner: str, expected: int) -> bool:
+    return len(await running(owner)) == expected
