@@ -40,7 +40,12 @@ class Database:
         is_sqlite = self.url.get_backend_name() == "sqlite"
         if is_sqlite:
             _make_parent_folder(self.url)
-        engine = create_async_engine(self.url)
+        # SQLite lets one writer in at a time, and a connection that finds the file locked
+        # sleeps in growing steps (up to 100 ms) before it tries again: under a burst of
+        # runs, each storing its record, those sleeps were most of a run's start. One
+        # connection queues the operations instead (each takes a millisecond or two).
+        options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if is_sqlite else {}
+        engine = create_async_engine(self.url, **options)
         if is_sqlite:
             event.listen(engine.sync_engine, "connect", _configure_sqlite)
         try:
