@@ -31,7 +31,13 @@ class Server(ServerProcess):
     programs under ``runtime``."""
 
     def __init__(self, name: str, data_dir: Path, pool_size: int, runtime: str = "runc") -> None:
-        super().__init__(data_dir, EXECSTREAM_POOL_SIZE=str(pool_size), EXECSTREAM_RUNTIME=runtime)
+        super().__init__(
+            data_dir,
+            EXECSTREAM_POOL_SIZE=str(pool_size),
+            EXECSTREAM_RUNTIME=runtime,
+            # The idle-sessions measurement opens its 1,000 sockets as one user.
+            EXECSTREAM_MAX_SOCKETS_PER_USER="10000",
+        )
         self.name = name
         self.pool_size = pool_size
         self.runtime = runtime
