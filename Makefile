@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: run test setup venv engine image web browser lint format bench clean
+.PHONY: run test setup venv engine image web browser proxy postgres lint format bench clean
 
 run: setup
 	$(BIN)/execstream serve
 
-test: setup browser
+test: setup browser proxy postgres
 	$(BIN)/pytest -q
 
 setup: venv engine image web
@@ -38,6 +38,14 @@ $(STAMPS)/web: web/package.json web/package-lock.json
 browser:
 	@scripts/ensure-chromium.sh
 
+# Debian's nginx, for the load-balancer tests and bench (run as a process, not a service).
+proxy:
+	@scripts/ensure-nginx.sh
+
+# PostgreSQL 15's server programs, for the tests on PostgreSQL (started by the tests).
+postgres:
+	@scripts/ensure-postgres.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,7 +55,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: venv engine image
+bench: venv engine image proxy
 	$(BIN)/python -m bench
 
 clean:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from bench import burst
+from bench import balancer, burst, engines, languages
 from bench.engine import Engine
 from bench.measure import Options, Target, measure, say
 from bench.report import write
@@ -113,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         results["burst"] = asyncio.run(
             burst.measure(["runsc", "runc"], list(burst.SIZES), burst.SINGLE_RUNS)
         )
+        say("through nginx (python -m bench.balancer), two replicas against one directly")
+        results["balancer"] = balancer.run(balancer.Options(runtime=options.runtime))
+        say("every language's warm first output beside the raw engine (python -m bench.languages)")
+        results["languages"] = languages.measure(
+            options.runtime, list(languages.LANGUAGES), languages.RUNS
+        )
+        say("one Docker engine against two (python -m bench.engines)")
+        results["engines"] = asyncio.run(engines.measure(engines.CLIENTS, engines.SECONDS))
         ok = True
     except KeyboardInterrupt:
         say("interrupted")

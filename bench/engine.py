@@ -90,9 +90,12 @@ class Engine:
 
     # One run --------------------------------------------------------------------------------
 
-    async def first_output(self, language_id: str, code: str) -> Phases:
-        """create → attach → start → header → first stdout byte; the container is then removed."""
-        language = LANGUAGES[language_id]
+    async def first_output(self, language_id: str | Language, code: str) -> Phases:
+        """create → attach → start → header → first stdout byte; the container is then removed.
+
+        ``language_id`` may be a ``Language`` of the caller's own (one run another way)."""
+        language = language_id if isinstance(language_id, Language) else LANGUAGES[language_id]
+        language_id = language.id
         program = header(language, code, self.limits.wall_time, FOLDER, LAUNCHERS)
         async with asyncio.timeout(RUN_SECONDS):
             t0 = time.perf_counter()
@@ -104,11 +107,14 @@ class Engine:
                 await stream.__aenter__()
                 t2 = time.perf_counter()
                 await container.start()
-                await wait_ready(stream)  # as the backend does: signals are safe from here
+                # As the backend does: signals are safe from here. A command that does not
+                # wait for its program (bench.languages) may have printed with the ready byte.
+                early = await wait_ready(stream)
                 t3 = time.perf_counter()
                 await stream.write_in(program)
                 t4 = time.perf_counter()
-                await _first_stdout(stream, language_id)
+                if early is None:
+                    await _first_stdout(stream, language_id)
                 t5 = time.perf_counter()
             finally:
                 await self._remove(container, stream)

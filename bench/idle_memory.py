@@ -18,8 +18,15 @@ from sandbox.docker import IDLE_BYTES, DockerBackend, Runtime, new_owner_id
 from server.config import Settings
 
 MiB = 2**20
-LAUNCHERS = ("python", "javascript")  # one language per launcher
 SETTLE_SECONDS = 3.0
+
+
+def launchers() -> list[str]:
+    """One language per launcher: the first registered with it, which names its pool lane."""
+    first: dict[tuple[str, ...], str] = {}
+    for lang in LANGUAGES.values():
+        first.setdefault(lang.launcher, lang.id)
+    return list(first.values())
 
 
 async def usage(backend: DockerBackend, container_id: str) -> int:
@@ -37,7 +44,7 @@ async def measure(runtime: Runtime, count: int) -> dict[str, list[int]]:
     await backend.open()
     found: dict[str, list[int]] = {}
     try:
-        for language_id in LAUNCHERS:
+        for language_id in launchers():
             processes = [await backend.prepare(LANGUAGES[language_id]) for _ in range(count)]
             try:
                 await asyncio.sleep(SETTLE_SECONDS)
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for runtime in args.runtimes:
         for language_id, samples in asyncio.run(measure(runtime, args.count)).items():
             mean = sum(samples) / len(samples) / MiB
-            used = IDLE_BYTES[(runtime, language_id)] / MiB
+            used = IDLE_BYTES.get((runtime, language_id), 0) / MiB
             rows.append(f"| {runtime} | {language_id} | {mean:.1f} MiB | {used:.0f} MiB |")
     print("| runtime | launcher | measured idle (mean) | IDLE_BYTES |\n|---|---|---|---|")
     print("\n".join(rows))

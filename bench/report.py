@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import burst
+from bench import balancer, burst, engines, languages
 
 MB = 1_000_000  # RSS is reported in decimal megabytes, the stricter reading of "150 MB"
 NAMES = {"python": "Python", "javascript": "JavaScript"}
@@ -227,6 +227,12 @@ def write(results: dict[str, Any], folder: Path) -> str:
     text = markdown(results, table)
     if "burst" in results:
         text += "\n" + burst.markdown(results["burst"])
+    if "balancer" in results:
+        text += "\n" + balancer.markdown(results["balancer"])
+    if "languages" in results:
+        text += "\n" + languages.markdown(results["languages"])
+    if "engines" in results:
+        text += "\n" + engines.markdown(results["engines"])
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in (
         ("latest.json", json.dumps(results, indent=2) + "\n"),

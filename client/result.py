@@ -8,9 +8,29 @@ from typing import TypeVar
 
 from client.errors import InvalidFrame
 from sandbox import Status
-from server.protocol import ExitMessage, LimitMessage, OutputMessage, Queued, Started
+from server.protocol import (
+    Attached,
+    ExitMessage,
+    ImageMessage,
+    LimitMessage,
+    OutputMessage,
+    Queued,
+    StageMessage,
+    Started,
+    TestMessage,
+)
 
-Event = Queued | Started | OutputMessage | LimitMessage | ExitMessage
+Event = (
+    Queued
+    | Started
+    | Attached
+    | StageMessage
+    | OutputMessage
+    | ImageMessage
+    | TestMessage
+    | LimitMessage
+    | ExitMessage
+)
 """A frame of a run, as ``ExecClient.stream`` yields it: ``Queued`` while it waits for its
 turn (its position, whenever it moves), then ``Started``; the last one is the ``ExitMessage``."""
 
@@ -28,6 +48,8 @@ class RunResult:
     """``None`` only if the program never started (the server then reports an internal error)."""
     limit: LimitMessage | None
     events: tuple[Event, ...]
+    compile_output: str = ""
+    """The compiler's messages (a compiled language's compile stage), apart from stderr."""
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> RunResult:
@@ -38,6 +60,7 @@ class RunResult:
         return cls(
             stdout=_joined(events, "stdout"),
             stderr=_joined(events, "stderr"),
+            compile_output=_joined(events, "stderr", "compile"),
             exit=exit,
             started=_first(events, Started),
             limit=_first(events, LimitMessage),
@@ -77,9 +100,12 @@ def _first(events: Sequence[Event], kind: type[_E]) -> _E | None:
     return next((event for event in events if isinstance(event, kind)), None)
 
 
-def _joined(events: Sequence[Event], stream: str) -> str:
-    return "".join(
-        event.data
-        for event in events
-        if isinstance(event, OutputMessage) and event.stream == stream
-    )
+def _joined(events: Sequence[Event], stream: str, stage: str = "run") -> str:
+    """One stream's output in one stage (a language without stages has only ``run``)."""
+    parts, current = [], "run"
+    for event in events:
+        if isinstance(event, StageMessage):
+            current = event.stage
+        elif isinstance(event, OutputMessage) and event.stream == stream and current == stage:
+            parts.append(event.data)
+    return "".join(parts)

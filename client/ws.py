@@ -25,10 +25,13 @@ from client.errors import (
 from client.result import Event, RunResult
 from server.protocol import (
     SERVER_MESSAGE,
+    Attached,
+    AttachMessage,
     ClientMessage,
     EofMessage,
     ErrorMessage,
     ExitMessage,
+    FileModel,
     PrepareMessage,
     RunMessage,
     ServerMessage,
@@ -151,6 +154,7 @@ class ExecClient:
         timeout: float | None = None,  # noqa: ASYNC109 (the run's limit)
         project_id: int | None = None,
         save_history: bool = True,
+        files: dict[str, str] | None = None,
     ) -> AsyncIterator[Event]:
         """Start a run; yield its events as they come, up to and including its ``exit``.
 
@@ -168,6 +172,8 @@ class ExecClient:
             timeout=timeout,
             project_id=project_id,
             save_history=save_history,
+            # None when there are none: left out, as servers before multi-file programs want.
+            files=[FileModel(name=n, content=c) for n, c in files.items()] if files else None,
         )
         await self.send(run)
         self._running = True
@@ -198,6 +204,29 @@ class ExecClient:
             if feeder is not None:
                 feeder.cancel()
 
+    async def attach(self, run_id: str) -> AsyncIterator[Event]:
+        """Resume a live run of this user's (its socket was lost, or another holds it): yield
+        ``Attached``, the run's frames so far (its replay), then its live events up to its
+        ``exit``. ``send_stdin`` works again once ``Attached`` arrived. An unknown run, or
+        another user's, raises ``ServerError`` (``run_not_found``)."""
+        if self._running:
+            raise ClientError("the previous run on this socket has not ended", "run_active")
+        await self.send(AttachMessage(type="attach", run_id=run_id))
+        self._running = True
+        while True:
+            message = await self.receive()
+            if isinstance(message, StdinAck):
+                continue
+            if isinstance(message, ErrorMessage):
+                if message.code == "no_active_run":
+                    continue
+                self._running = self._phase == "running"
+                raise ServerError(message.code, message.message)
+            self._running = not isinstance(message, ExitMessage)
+            yield message
+            if not self._running:
+                return
+
     async def run(
         self,
         language: str,
@@ -208,6 +237,7 @@ class ExecClient:
         project_id: int | None = None,
         save_history: bool = True,
         on_event: Callable[[Event], object] | None = None,
+        files: dict[str, str] | None = None,
     ) -> RunResult:
         """Run a program to its end; ``on_event`` sees each event as it arrives."""
         events = []
@@ -218,6 +248,7 @@ class ExecClient:
             timeout=timeout,
             project_id=project_id,
             save_history=save_history,
+            files=files,
         ):
             if on_event is not None:
                 on_event(event)
@@ -278,7 +309,7 @@ class ExecClient:
     # Frames ----------------------------------------------------------------------------------
 
     async def send(self, message: ClientMessage) -> None:
-        if isinstance(message, RunMessage):
+        if isinstance(message, RunMessage | AttachMessage):
             self._phase = "starting"
         await self.send_text(message.model_dump_json(exclude_none=True))
 
@@ -316,6 +347,9 @@ class ExecClient:
                 0,
                 0,
             )
+        elif isinstance(message, Attached):
+            self._phase, self._window = "running", message.stdin_window
+            self._sent, self._acked = message.stdin_sent, message.stdin_acked
         elif isinstance(message, StdinAck):
             self._acked = max(self._acked, message.bytes)
         elif isinstance(message, ExitMessage) or (

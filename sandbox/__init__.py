@@ -8,6 +8,7 @@ from sandbox.backend import Backend
 from sandbox.errors import (
     BackendUnavailable,
     CodeTooLarge,
+    InvalidFiles,
     InvalidTimeout,
     SandboxError,
     StdinBacklog,
@@ -15,8 +16,9 @@ from sandbox.errors import (
     TooManyRuns,
     UnknownLanguage,
 )
+from sandbox.files import SourceFile
 from sandbox.languages import LANGUAGES, Language, get_language
-from sandbox.run import SIGNALS, Limits, Output, Result, Run, RunRequest, Status
+from sandbox.run import SIGNALS, Image, Limits, Output, Result, Run, RunRequest, Stage, Status
 
 __all__ = [
     "LANGUAGES",
@@ -24,6 +26,8 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "CodeTooLarge",
+    "Image",
+    "InvalidFiles",
     "InvalidTimeout",
     "Language",
     "Limits",
@@ -32,6 +36,8 @@ __all__ = [
     "Run",
     "RunRequest",
     "SandboxError",
+    "SourceFile",
+    "Stage",
     "Status",
     "StdinBacklog",
     "StdinTooLarge",

@@ -3,42 +3,123 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
+import functools
 import json
 import logging
+import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, CodeTooLarge, InvalidTimeout
-from sandbox.languages import Language, get_language
-from sandbox.pool import Pool
-from sandbox.run import Limits, Process, Run, RunRequest
+from sandbox.errors import BackendUnavailable, InvalidTimeout
+from sandbox.files import SourceFile, check_program
+from sandbox.languages import OUT, Language, compiler, get_language, is_compiler, main_class
+from sandbox.pool import Pool, PoolView
+from sandbox.run import CompileStage, Limits, Process, Run, RunRequest
+from sandbox.sidechannel import SideChannel
 
 log = logging.getLogger(__name__)
 
 
-def header(language: Language, code: str, wall_time: float, folder: str, launchers: str) -> bytes:
-    """The launcher's header: a line with the byte count, then the JSON itself.
+def header(
+    language: Language,
+    code: str,
+    wall_time: float,
+    folder: str,
+    launchers: str,
+    files: Sequence[SourceFile] = (),
+    artifact: bytes = b"",
+    key: str = "",
+) -> bytes:
+    """The launcher's header: a line with the byte count, then the JSON itself, then the
+    ``artifact`` of a compile stage, if any (the launcher reads that many bytes).
 
     ``wall_time`` arms the watchdog inside the sandbox, if it has one (the Docker image's
-    init), so the program ends even when nobody is left to stop it.
+    init), so the program ends even when nobody is left to stop it. ``key`` marks the run's
+    side-channel frames (plots, sandbox/sidechannel.py).
     """
+    fill = _filler(language, code, folder, launchers, files)
+    body = {
+        "file": language.file(folder, code),
+        "code": code,
+        "files": [{"name": f.name, "content": f.content} for f in files],
+        "compile": fill(language.compile),
+        "run": fill(language.run),
+        "wall_time": wall_time,
+        "key": key,
+        "artifact": len(artifact),
+    }
+    return _frame(body) + artifact
+
+
+def compile_header(
+    language: Language,
+    code: str,
+    wall_time: float,
+    folder: str,
+    launchers: str,
+    files: Sequence[SourceFile] = (),
+) -> bytes:
+    """The compile launcher's header (sandbox/image/launch_compile.py)."""
+    fill = _filler(language, code, folder, launchers, files)
+    body = {
+        "file": language.file(folder, code),
+        "code": code,
+        "files": [{"name": f.name, "content": f.content} for f in files],
+        "compile": fill(language.compile_stage),
+        "out": OUT.format(dir=folder),
+        "wall_time": wall_time,
+    }
+    return _frame(body)
+
+
+def _frame(body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    return b"%d\n%s" % (len(data), data)
+
+
+def _filler(
+    language: Language, code: str, folder: str, launchers: str, files: Sequence[SourceFile]
+) -> Callable[[tuple[str, ...] | None], list[str] | None]:
+    """Fills a command's placeholders (see sandbox/languages.py)."""
+    names = {"dir": folder, "launchers": launchers, "class": main_class(code)}
+    entry = language.entry_name(code)
+    sources = [entry, *(f.name for f in files if f.name.endswith(language.extension))]
 
     def fill(argv: tuple[str, ...] | None) -> list[str] | None:
         if argv is None:
             return None
-        return [arg.format(dir=folder, launchers=launchers) for arg in argv]
+        filled: list[str] = []
+        for arg in argv:
+            filled.extend(sources if arg == "{sources}" else [arg.format(**names)])
+        return filled
 
-    body = json.dumps(
-        {
-            "file": language.file(folder),
-            "code": code,
-            "compile": fill(language.compile),
-            "run": fill(language.run),
-            "wall_time": wall_time,
-        }
-    ).encode()
-    return b"%d\n%s" % (len(body), body)
+    return fill
+
+
+def default_compile_limits(limits: Limits) -> Limits:
+    """The compile stage's limits when none are configured: 15 s, 512 MB, 10 KB of messages,
+    two CPUs, room for a compiler's threads and files."""
+    return dataclasses.replace(
+        limits,
+        wall_time=15.0,
+        memory_bytes=512 * 2**20,
+        cpus=2.0,
+        pids=max(limits.pids, 256),
+        output_bytes=10 * 1024,
+        tmp_bytes=256 * 2**20,
+        file_bytes=256 * 2**20,
+    )
+
+
+def _side_channel(image_key: str, max_payload: int, process: Process) -> SideChannel:
+    """The side channel of one sandbox: the run's key for plots, the sandbox's init's for
+    usage figures."""
+    keys = {image_key.encode(): "image"}
+    if report_key := getattr(process, "report_key", ""):
+        keys[report_key.encode()] = "usage"
+    return SideChannel(keys, max_payload)
 
 
 class Backend(abc.ABC):
@@ -56,12 +137,14 @@ class Backend(abc.ABC):
         pool_max: int | None = None,
         pool_memory_bytes: int | None = None,
         pool_shrink_seconds: float = 60.0,
+        compile_limits: Limits | None = None,
     ) -> None:
         """``pool_size`` is the pool's minimum per launcher; ``pool_max`` its maximum (by
         default the minimum: a fixed pool), 0 for no pool at all."""
         self.limits = limits
+        self.compile_limits = compile_limits or default_compile_limits(limits)
         self.versions: dict[str, str] = {}
-        self.pool = Pool(
+        self.warm = Pool(
             self._prepare_warm,
             pool_size,
             pool_max,
@@ -70,40 +153,85 @@ class Backend(abc.ABC):
             self.idle_bytes,
             pool_shrink_seconds,
         )
+        """This backend's own warm processes."""
+        self.pool: PoolView = self.warm
+        """What the server steers and reports: demand, reservations, stats (several engines
+        each have a pool of their own: sandbox/engines.py)."""
 
     async def start(self, request: RunRequest) -> Run:
-        """Check the request, then start its program; raises a ``SandboxError`` when refused."""
+        """Check the request, then start its program; raises a ``SandboxError`` when refused.
+
+        A language with a compile stage starts in a compile container; its run container is
+        taken once the build succeeded (see ``Run``)."""
         language = get_language(request.language)
-        size = len(request.code.encode("utf-8", "surrogatepass"))
-        if size > self.limits.code_bytes:
-            raise CodeTooLarge(size, self.limits.code_bytes)
-        wall_time = self._wall_time(request.timeout)
-        process = self.pool.take(language)
-        warm = process is not None
-        if process is None or not await self._begin(process, language, request.code, wall_time):
-            # Cold: no warm process was ready, or the one we took had died meanwhile.
-            warm = False
-            process = await self.prepare(language)
-            if not await self._begin(process, language, request.code, wall_time):
-                raise BackendUnavailable("the sandbox did not take the program")
-        run = Run(
+        code, files = request.code, request.files
+        check_program(language.entry_name(code), code, files, self.limits.code_bytes)
+        wall_time = self._wall_time(language, request.timeout)
+        limits = self.limits_for(language)
+        version = self.versions.get(language.id, language.version)
+        key = secrets.token_hex(16)
+        if language.compile_stage is None:
+            process, warm = await self._ready(
+                language, lambda p: self.header(language, code, wall_time, p, files, key=key)
+            )
+            stage = None
+        else:
+            compile_limits = self.limits_for(compiler(language))
+            process, warm = await self._ready(
+                compiler(language),
+                lambda p: self.compile_header(language, code, compile_limits.wall_time, p, files),
+            )
+            stage = CompileStage(
+                wall_time=compile_limits.wall_time,
+                output_bytes=compile_limits.output_bytes,
+                artifact_bytes=limits.tmp_bytes,
+                memory_bytes=compile_limits.memory_bytes,
+                start_run=functools.partial(self._start_run, language, request, wall_time, key),
+            )
+        return Run(
             process,
             language,
-            version=self.versions.get(language.id, language.version),
+            version=version,
             wall_time=wall_time,
-            output_bytes=self.limits.output_bytes,
-            stdin_backlog_bytes=self.limits.stdin_backlog_bytes,
+            output_bytes=limits.output_bytes,
+            stdin_backlog_bytes=limits.stdin_backlog_bytes,
             stdin=request.stdin,
             warm=warm,
+            compile_stage=stage,
+            side_channel=functools.partial(_side_channel, key, limits.image_bytes),
+            images=limits.images,
         )
-        return run
+
+    async def _start_run(
+        self, language: Language, request: RunRequest, wall_time: float, key: str, artifact: bytes
+    ) -> Process:
+        """The run stage of a compiled program: a run container given what the build made,
+        and the run's plot key."""
+        code, files = request.code, request.files
+        process, _ = await self._ready(
+            language, lambda p: self.header(language, code, wall_time, p, files, artifact, key)
+        )
+        return process
+
+    async def _ready(
+        self, language: Language, make_header: Callable[[Process], bytes]
+    ) -> tuple[Process, bool]:
+        """A process of ``language`` that took its header, and whether it was warm."""
+        process = self.warm.take(language)
+        if process is not None and await self._begin(process, language, make_header):
+            return process, True
+        # Cold: no warm process was ready, or the one we took had died meanwhile.
+        process = await self.prepare(language)
+        if not await self._begin(process, language, make_header):
+            raise BackendUnavailable("the sandbox did not take the program")
+        return process, False
 
     async def _begin(
-        self, process: Process, language: Language, code: str, wall_time: float
+        self, process: Process, language: Language, make_header: Callable[[Process], bytes]
     ) -> bool:
         """Hand the program over; False (and the process removed) when that failed."""
         try:
-            await process.begin(self.header(language, code, wall_time, process))
+            await process.begin(make_header(process))
         except Exception as exc:
             log.warning("a %s sandbox refused its program: %s", language.id, exc)
             await process.remove()
@@ -113,8 +241,14 @@ class Backend(abc.ABC):
             raise
         return True
 
-    def _wall_time(self, timeout: float | None) -> float:
-        limit = self.limits.wall_time
+    def limits_for(self, language: Language) -> Limits:
+        """The limits of a container of ``language``: the compile limits for a compile
+        container, the run limits otherwise, with the language's overrides on top."""
+        base = self.compile_limits if is_compiler(language) else self.limits
+        return language.run_limits.apply(base)
+
+    def _wall_time(self, language: Language, timeout: float | None) -> float:
+        limit = self.limits_for(language).wall_time
         if timeout is None:
             return limit
         if not 0 < timeout <= limit:
@@ -123,7 +257,24 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def header(
-        self, language: Language, code: str, wall_time: float, process: Process
+        self,
+        language: Language,
+        code: str,
+        wall_time: float,
+        process: Process,
+        files: Sequence[SourceFile] = (),
+        artifact: bytes = b"",
+        key: str = "",
+    ) -> bytes: ...
+
+    @abc.abstractmethod
+    def compile_header(
+        self,
+        language: Language,
+        code: str,
+        wall_time: float,
+        process: Process,
+        files: Sequence[SourceFile] = (),
     ) -> bytes: ...
 
     @abc.abstractmethod

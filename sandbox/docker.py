@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
 import os
+import secrets
 import signal as signals
 import socket
+import ssl
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import aiodocker
@@ -20,8 +24,9 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 from aiodocker.stream import Stream
 
-from sandbox.backend import Backend, header
+from sandbox.backend import Backend, compile_header, header
 from sandbox.errors import BackendUnavailable, RuntimeMissing
+from sandbox.files import SourceFile
 from sandbox.gate import Gate
 from sandbox.languages import LANGUAGES, Language
 from sandbox.run import Exit, Limits, Output, Process
@@ -60,12 +65,30 @@ IDLE_BYTES: dict[tuple[Runtime, str], int] = {
     ("runc", "javascript"): 16 * MB,
     ("runsc", "python"): 20 * MB,
     ("runsc", "javascript"): 30 * MB,
+    # launch_exec.py (Bash, Lua and the run of a compiled program; named by its first
+    # language) and the compile containers (launch_compile.py, with Go's cache on its
+    # tmpfs): runc 5.4 and 7.7 MiB, runsc 19.6 and 30.2 MiB, measured the same way.
+    ("runc", "bash"): 6 * MB,
+    ("runsc", "bash"): 20 * MB,
+    ("runc", "compiler"): 8 * MB,
+    ("runsc", "compiler"): 31 * MB,
+    ("runc", "ruby"): 10 * MB,
+    ("runsc", "ruby"): 24 * MB,
+    ("runc", "php"): 6 * MB,
+    ("runsc", "php"): 24 * MB,
 }
 """Memory of one idle warm container, by runtime and launcher (named by its first language):
 the container's cgroup memory usage as the engine's stats report it, measured with
 ``python -m bench.idle_memory`` (runc 4.6 and 15.0 MiB, runsc 18.5 and 27.2 MiB on the
-Debian 12 engine of bench/results), rounded up. Under runsc the cgroup holds gVisor's own
+Debian 12 engine of bench/results; Ruby, the exec launcher and PHP: runc 9.2, 4.5 and
+5.5 MiB, runsc 22.6, 18.5 and 22.0 MiB), rounded up. Under runsc the cgroup holds gVisor's own
 kernel (Sentry, Gofer) too, which is most of the difference."""
+
+PRELOAD_BYTES: dict[Runtime, int] = {"runc": 24 * MB, "runsc": 32 * MB}
+"""What importing numpy and matplotlib.pyplot in the warm Python launcher adds to an idle
+container (EXECSTREAM_PYTHON_PRELOAD): median idle cgroup usage with and without, measured
+with ``python -m bench.plots`` (runc 16.9 -> 39.6 MiB, runsc 26.9 -> 58.4 MiB), rounded up.
+It buys the first image of a small plot in 0.24 s instead of 2.0 s (runc; runsc 0.31 vs 2.8)."""
 
 # The engine wraps calls that fail for reasons of its own; these are the ones we expect.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -108,8 +131,19 @@ def container_config(
     owner: str,
     runtime: Runtime,
     idle_seconds: float,
+    preload: bool = False,
+    report_key: str = "",
 ) -> dict[str, Any]:
-    """Everything that isolates one run. Each flag here is part of the security model."""
+    """Everything that isolates one run. Each flag here is part of the security model.
+
+    ``preload`` has the Python launcher import matplotlib while it waits (launch.py);
+    ``report_key`` keys init's usage frame (init.c), which only init may know.
+    """
+    env = ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"]
+    if report_key:
+        env.append(f"EXECSTREAM_REPORT_KEY={report_key}")
+    if preload and language.launcher == LANGUAGES["python"].launcher:
+        env.append("EXECSTREAM_PRELOAD=1")
     return {
         "Image": image,
         # Our init (sandbox/image/init.c) ends the container after ``idle_seconds`` without a
@@ -124,7 +158,7 @@ def container_config(
         "Cmd": [arg.format(launchers=LAUNCHERS, dir=FOLDER) for arg in language.launcher],
         "User": USER,
         "WorkingDir": FOLDER,
-        "Env": ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"],
+        "Env": env,
         "AttachStdin": True,
         "AttachStdout": True,
         "AttachStderr": True,
@@ -252,7 +286,8 @@ class DockerProcess:
     """A started container whose launcher waits for its program on stdin.
 
     Every call to the engine that a run waits for is bounded by ``timeout``: an engine that
-    hangs makes the call fail, never the run hang.
+    hangs makes the call fail, never the run hang. ``lost`` is set when the engine is found
+    down (sandbox/engines.py): the program's end can no longer be seen, so the run ends.
     """
 
     folder = FOLDER
@@ -264,8 +299,13 @@ class DockerProcess:
         remover: Remover,
         timeout: float,
         early: Output | None = None,
+        lost: asyncio.Event | None = None,
+        report_key: str = "",
     ) -> None:
         self.container = container
+        self._lost = lost or asyncio.Event()
+        self.report_key = report_key
+        """Keys init's usage frame: only init, and we, know it."""
         self._stream = stream
         self._early = early
         self._remover = remover
@@ -277,6 +317,8 @@ class DockerProcess:
         return self.container.id
 
     def alive(self) -> bool:
+        if self._lost.is_set():
+            return False
         # The engine closes the attach connection when the container ends.
         response = self._stream._resp
         transport = response.connection.transport if response and response.connection else None
@@ -317,10 +359,27 @@ class DockerProcess:
                 raise
 
     async def wait(self) -> Exit:
-        await self.container.wait()
-        async with asyncio.timeout(self._timeout):
-            state = (await self.container.show())["State"]
+        """The program's exit; ``BackendUnavailable`` when the engine broke or was lost."""
+        try:
+            await self._unless_lost(self.container.wait())
+            async with asyncio.timeout(self._timeout):
+                state = (await self.container.show())["State"]
+        except ENGINE_ERRORS as exc:
+            raise BackendUnavailable(f"lost the engine: {describe(exc)}") from exc
         return exit_from_code(state["ExitCode"], state.get("OOMKilled", False))
+
+    async def _unless_lost(self, work: Awaitable[Any]) -> None:
+        waiting = asyncio.ensure_future(work)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({waiting, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        if not waiting.done():
+            raise BackendUnavailable("lost the engine: it stopped answering")
+        waiting.result()
 
     async def remove(self) -> None:
         if self._removed:
@@ -392,6 +451,8 @@ class DockerBackend(Backend):
         pool_memory_bytes: int | None = None,
         pool_shrink_seconds: float = 60.0,
         engine_concurrency: int = 4,
+        compile_limits: Limits | None = None,
+        preload: bool = False,
     ) -> None:
         # A warm container is handed out only while a tenth of its idle time (a second at
         # least) is left: its init ends it at ``idle_seconds`` if no program came by then.
@@ -402,6 +463,7 @@ class DockerBackend(Backend):
             pool_max,
             pool_memory_bytes,
             pool_shrink_seconds,
+            compile_limits,
         )
         # Cold starts and pool fills, together: past a few at once the engine only gets
         # slower at each (measured in bench/results/burst.md).
@@ -411,12 +473,19 @@ class DockerBackend(Backend):
         self.runtime: Runtime | None = None  # chosen by open()
         self.owner = owner or new_owner_id()
         self.idle_seconds = idle_seconds
+        self.preload = preload
         self.engine_timeout = engine_timeout
         # A removal is off every run's path (its result is out before), and a busy engine
         # takes seconds to tear a container down: bounded loosely, it is slow, not failed.
         self._remover = Remover(max(engine_timeout, REMOVE_TIMEOUT))
-        self._docker_url = docker_url
+        self.url = docker_url
+        """The engine's URL as configured (None: Docker's default); for the log only."""
         self._docker: aiodocker.Docker | None = None
+        self.cpus = 1
+        """The engine's CPUs, as it reports them (for placement over several engines)."""
+        self.lost = asyncio.Event()
+        """Set while the engine is known down: the runs and warm containers made before
+        end (their ends can no longer be seen); ``found`` starts afresh."""
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -429,8 +498,15 @@ class DockerBackend(Backend):
             raise BackendUnavailable("the Docker backend is not open")
         return self.runtime
 
+    def found(self) -> None:
+        """The engine answers again after it was lost: what is made now is watched anew."""
+        self.lost = asyncio.Event()
+
     async def open(self) -> None:
-        self._docker = _client(self._docker_url)
+        try:
+            self._docker = _client(self.url)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise BackendUnavailable(f"cannot connect to the Docker engine: {exc}") from exc
         try:
             async with asyncio.timeout(self.engine_timeout):
                 await self.docker.version()
@@ -438,6 +514,8 @@ class DockerBackend(Backend):
         except ENGINE_ERRORS as exc:
             await self.close()
             raise BackendUnavailable(f"cannot reach the Docker engine: {describe(exc)}") from exc
+        self.cpus = int(info.get("NCPU") or 1)
+        self._fit_compile_cpus(info.get("NCPU"))
         try:
             self.runtime = choose_runtime(self.wanted_runtime, info.get("Runtimes") or {})
         except RuntimeMissing:
@@ -456,10 +534,17 @@ class DockerBackend(Backend):
         except BaseException:
             await self.close()
             raise
-        self.pool.start()
+        self.warm.start()
+
+    def _fit_compile_cpus(self, host_cpus: object) -> None:
+        """The engine refuses a CPU share beyond its host's cores: the compile share is
+        capped there (the run's share is the operator's to get right, and fails loudly)."""
+        if isinstance(host_cpus, int) and 0 < host_cpus < self.compile_limits.cpus:
+            log.info("compile CPU share capped at the engine's %d cores", host_cpus)
+            self.compile_limits = dataclasses.replace(self.compile_limits, cpus=float(host_cpus))
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.warm.close()
         await self._remover.close()
         if self._docker is not None:
             connector = self._docker.connector
@@ -475,12 +560,36 @@ class DockerBackend(Backend):
             return {"backend": self.name, "ok": False, "error": describe(exc)}
         return {"backend": self.name, "ok": True, "image": self.image, "runtime": self.runtime}
 
-    def header(self, language: Language, code: str, wall_time: float, process: Process) -> bytes:
-        return header(language, code, wall_time, FOLDER, LAUNCHERS)
+    def header(
+        self,
+        language: Language,
+        code: str,
+        wall_time: float,
+        process: Process,
+        files: Sequence[SourceFile] = (),
+        artifact: bytes = b"",
+        key: str = "",
+    ) -> bytes:
+        return header(language, code, wall_time, FOLDER, LAUNCHERS, files, artifact, key)
+
+    def compile_header(
+        self,
+        language: Language,
+        code: str,
+        wall_time: float,
+        process: Process,
+        files: Sequence[SourceFile] = (),
+    ) -> bytes:
+        return compile_header(language, code, wall_time, FOLDER, LAUNCHERS, files)
 
     def idle_bytes(self, language: Language) -> int:
-        launcher = next(lang for lang in LANGUAGES.values() if lang.launcher == language.launcher)
-        return IDLE_BYTES.get((self._runtime(), launcher.id), 0)
+        launcher = next(
+            (lang for lang in LANGUAGES.values() if lang.launcher == language.launcher), language
+        )
+        idle = IDLE_BYTES.get((self._runtime(), launcher.id), 0)
+        if self.preload and launcher.id == "python":
+            idle += PRELOAD_BYTES[self._runtime()]
+        return idle
 
     async def prepare(self, language: Language, background: bool = False) -> DockerProcess:
         """Create, attach and start a container, each step bounded by ``engine_timeout``,
@@ -490,7 +599,14 @@ class DockerBackend(Backend):
 
     async def _prepare(self, language: Language) -> DockerProcess:
         config = container_config(
-            self.image, language, self.limits, self.owner, self._runtime(), self.idle_seconds
+            self.image,
+            language,
+            self.limits_for(language),
+            self.owner,
+            self._runtime(),
+            self.idle_seconds,
+            self.preload,
+            report_key := secrets.token_hex(16),
         )
         try:
             async with asyncio.timeout(self.engine_timeout):
@@ -513,22 +629,26 @@ class DockerBackend(Backend):
             if isinstance(exc, ENGINE_ERRORS):
                 raise BackendUnavailable(f"cannot start a container: {describe(exc)}") from exc
             raise
-        return DockerProcess(container, stream, self._remover, self.engine_timeout, early)
+        return DockerProcess(
+            container, stream, self._remover, self.engine_timeout, early, self.lost, report_key
+        )
 
     async def owners(self) -> Counter[str]:
         """How many managed containers each owner (an instance id) has on the engine."""
-        containers = await self.docker.containers.list(
-            all=True, filters={"label": [f"{LABEL}=true"]}
-        )
+        async with asyncio.timeout(self.engine_timeout):  # the sweep must not hang with it
+            containers = await self.docker.containers.list(
+                all=True, filters={"label": [f"{LABEL}=true"]}
+            )
         return Counter(c._container.get("Labels", {}).get(OWNER_LABEL, "") for c in containers)
 
     async def remove_owned_by(self, owners: Iterable[str]) -> int:
         """Remove every managed container of the given owners; how many were removed."""
         removed = 0
         for owner in set(owners):
-            containers = await self.docker.containers.list(
-                all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
-            )
+            async with asyncio.timeout(self.engine_timeout):
+                containers = await self.docker.containers.list(
+                    all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={owner}"]}
+                )
             for container in containers:
                 removed += await self._remover.remove(container)
         return removed
@@ -555,11 +675,29 @@ class DockerBackend(Backend):
 
 
 def _client(url: str | None) -> aiodocker.Docker:
-    """A client with no cap on connections to a local engine: each run holds two (attach and
-    wait) for its whole life, and aiohttp's default cap of 100 would make runs queue."""
+    """A client with no cap on connections: each run holds two (attach and wait) for its
+    whole life, and aiohttp's default cap of 100 would make runs queue."""
     url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if not url.startswith("unix://"):
-        return aiodocker.Docker(url=url)  # TCP, SSH, pipes: aiodocker's own connector
-    connector = aiohttp.UnixConnector(path=url.removeprefix("unix://"), limit=0)
-    # With a connector of ours, the URL only names the host in request URLs.
-    return aiodocker.Docker(url="unix://localhost", connector=connector)
+    if url.startswith("unix://"):
+        connector = aiohttp.UnixConnector(path=url.removeprefix("unix://"), limit=0)
+        # With a connector of ours, the URL only names the host in request URLs.
+        return aiodocker.Docker(url="unix://localhost", connector=connector)
+    scheme, _, address = url.partition("://")
+    if scheme not in ("tcp", "http", "https"):
+        return aiodocker.Docker(url=url)  # SSH, pipes: aiodocker's own connector
+    context = tls_context()
+    tcp = aiohttp.TCPConnector(limit=0, ssl=context or True)
+    secure = context is not None or scheme == "https"
+    return aiodocker.Docker(url=f"{'https' if secure else 'http'}://{address}", connector=tcp)
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """Docker's own convention for TCP engines: with ``DOCKER_TLS_VERIFY`` set, the engine's
+    certificate is checked against ``ca.pem`` and ours (``cert.pem``, ``key.pem``) is shown,
+    all in ``DOCKER_CERT_PATH`` (``~/.docker`` by default); None when it is not set."""
+    if os.environ.get("DOCKER_TLS_VERIFY", "") in ("", "0"):
+        return None
+    folder = Path(os.environ.get("DOCKER_CERT_PATH") or Path.home() / ".docker")
+    context = ssl.create_default_context(cafile=folder / "ca.pem")
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context

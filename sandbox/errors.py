@@ -25,10 +25,21 @@ class UnknownLanguage(SandboxError):
 class CodeTooLarge(SandboxError):
     code = "code_too_large"
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"code is {size} bytes of UTF-8; the limit is {limit} bytes")
+    def __init__(self, size: int, limit: int, what: str = "code") -> None:
+        super().__init__(f"{what} is {size} bytes of UTF-8; the limit is {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class InvalidFiles(SandboxError):
+    """The ``files`` of a program break a rule; ``code`` says which (sandbox/files.py)."""
+
+    CODES = ("invalid_file_name", "duplicate_file", "too_many_files")
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in self.CODES
+        super().__init__(message)
+        self.code = code
 
 
 class InvalidTimeout(SandboxError):

@@ -13,9 +13,11 @@ import resource
 import shutil
 import signal as signals
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from sandbox.backend import Backend, header
+from sandbox.backend import Backend, compile_header, header
+from sandbox.files import SourceFile
 from sandbox.languages import Language
 from sandbox.run import Exit, Limits, Output, Process, StreamName
 
@@ -95,14 +97,35 @@ class LocalBackend(Backend):
             "EXECSTREAM_BACKEND=local: programs run as plain processes of this user, "
             "with no isolation at all. This is NOT a sandbox: never expose it to anyone."
         )
-        self.pool.start()
+        self.warm.start()
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.warm.close()
 
-    def header(self, language: Language, code: str, wall_time: float, process: Process) -> bytes:
+    def header(
+        self,
+        language: Language,
+        code: str,
+        wall_time: float,
+        process: Process,
+        files: Sequence[SourceFile] = (),
+        artifact: bytes = b"",
+        key: str = "",
+    ) -> bytes:
         assert isinstance(process, LocalProcess)
-        return header(language, code, wall_time, process.folder, str(LAUNCHERS))
+        folder = process.folder
+        return header(language, code, wall_time, folder, str(LAUNCHERS), files, artifact, key)
+
+    def compile_header(
+        self,
+        language: Language,
+        code: str,
+        wall_time: float,
+        process: Process,
+        files: Sequence[SourceFile] = (),
+    ) -> bytes:
+        assert isinstance(process, LocalProcess)
+        return compile_header(language, code, wall_time, process.folder, str(LAUNCHERS), files)
 
     async def prepare(self, language: Language, background: bool = False) -> LocalProcess:
         folder = tempfile.mkdtemp(prefix="execstream-")

@@ -14,9 +14,9 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sandbox.languages import LANGUAGES, Language
+from sandbox.languages import LANGUAGES, Language, compiler, sandboxes
 from sandbox.run import Process
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,20 @@ def allocate(
                 left -= costs[key]
                 growing = True
     return targets
+
+
+class PoolView(Protocol):
+    """What the server steers and reports of warm processes, one pool or several."""
+
+    @property
+    def failing(self) -> set[str]:
+        """Launchers (named by a language) whose last warm sandbox failed to start."""
+
+    def demand(self, language_id: str, sessions: int) -> None: ...
+
+    def reserve(self, language: Language, count: int, seconds: float) -> int: ...
+
+    def stats(self) -> dict[str, dict[str, int]]: ...
 
 
 @dataclass
@@ -124,14 +138,17 @@ class Pool:
         self.memory_bytes = memory_bytes
         self.shrink_seconds = shrink_seconds
         self._cost = cost
-        self._lanes: dict[tuple[str, ...], _Lane] = {}
-        for language in LANGUAGES.values():
-            self._lanes.setdefault(language.launcher, _Lane(language))
+        # One lane per kind of container (launcher and limits), compile containers included.
+        self._lanes: dict[tuple[object, ...], _Lane] = {}
+        for language in sandboxes():
+            self._lanes.setdefault(language.sandbox, _Lane(language))
         self._keepers: list[asyncio.Task[None]] = []
         self._makers: set[asyncio.Task[Any]] = set()
         self._removers: set[asyncio.Task[Any]] = set()
         self.failing: set[str] = set()
         """Launchers (named by a language) whose last attempt at a warm sandbox failed."""
+        self.paused = False
+        """Nothing is made while paused (the engine is down); what is idle stays."""
 
     @property
     def on(self) -> bool:
@@ -148,20 +165,37 @@ class Pool:
                 asyncio.create_task(self._keep(lane), name=f"pool-{lane.language.id}")
             )
 
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        for lane in self._lanes.values():
+            lane.wake.set()
+
     # Demand ---------------------------------------------------------------------------------
 
     def demand(self, language_id: str, sessions: int) -> None:
-        """``sessions`` open editor sessions now have ``language_id`` chosen."""
-        lane = self._lanes[LANGUAGES[language_id].launcher]
-        lane.sessions[language_id] = sessions
+        """``sessions`` open editor sessions now have ``language_id`` chosen (a compiled
+        language wants a compile container ready too)."""
+        language = LANGUAGES[language_id]
+        self._lanes[language.sandbox].sessions[language_id] = sessions
+        if language.compile_stage is not None:
+            self._lanes[compiler(language).sandbox].sessions[language_id] = sessions
         self._retarget()
 
     def reserve(self, language: Language, count: int, seconds: float) -> int:
         """Keep ``count`` more warm processes for ``seconds`` (a lesson about to start), as
-        far as the maximum and the memory budget allow; returns how many were granted."""
+        far as the maximum and the memory budget allow; returns how many were granted. A
+        compiled language gets as many compile containers as it was granted, budget allowing."""
         if not self.on or count <= 0 or seconds <= 0:
             return 0
-        lane = self._lanes[language.launcher]
+        granted = self._reserve(self._lanes[language.sandbox], count, seconds)
+        if granted and language.compile_stage is not None:
+            self._reserve(self._lanes[compiler(language).sandbox], granted, seconds)
+        return granted
+
+    def _reserve(self, lane: _Lane, count: int, seconds: float) -> int:
         self._expire(asyncio.get_running_loop().time())
         floor = self.minimum + lane.reserved
         room = self.maximum - floor
@@ -190,7 +224,7 @@ class Pool:
         }
 
     def target(self, language: Language) -> int:
-        return self._lanes[language.launcher].target
+        return self._lanes[language.sandbox].target
 
     def _retarget(self) -> None:
         """Work out every launcher's target again; wake those that should grow."""
@@ -231,7 +265,7 @@ class Pool:
 
     def take(self, language: Language) -> Process | None:
         """A ready process for ``language``, or None when the pool has none right now."""
-        lane = self._lanes[language.launcher]
+        lane = self._lanes[language.sandbox]
         now = asyncio.get_running_loop().time()
         lane.rate, lane.rate_at = self._rate(lane, now) + 1 / RATE_SECONDS, now
         self._drop_unusable(lane)
@@ -246,7 +280,7 @@ class Pool:
         return process
 
     def idle(self, language: Language) -> int:
-        return len(self._lanes[language.launcher].idle)
+        return len(self._lanes[language.sandbox].idle)
 
     def _drop_unusable(self, lane: _Lane) -> None:
         """Remove the idle processes that expired or died: nobody may take them."""
@@ -269,7 +303,8 @@ class Pool:
             self._retarget()
             self._drop_unusable(lane)
             self._shrink(lane, loop.time())
-            for _ in range(lane.target - len(lane.idle) - lane.making):
+            missing = 0 if self.paused else lane.target - len(lane.idle) - lane.making
+            for _ in range(missing):
                 lane.making += 1
                 self._spawn(self._make(lane), self._makers)
             lane.wake.clear()

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
 
-from sandbox.errors import StdinBacklog
+from sandbox.errors import BackendUnavailable, StdinBacklog
+from sandbox.files import SourceFile
 from sandbox.languages import Language
+from sandbox.sidechannel import SideChannel
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class Status(StrEnum):
     OUTPUT_LIMIT = "output_limit"
     KILLED = "killed"
     INTERNAL_ERROR = "internal_error"
+    COMPILE_ERROR = "compile_error"
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    """The engine running the program broke or stopped answering: how it ended is unknown."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,10 @@ class Limits:
     tmp_bytes: int
     open_files: int
     file_bytes: int
+    image_bytes: int = 1024 * 1024
+    """One plot's PNG, at most; a larger one is dropped (a ``limit`` frame says so)."""
+    images: int = 5
+    """Plots per run, at most; past them, a ``limit`` frame."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,44 @@ class RunRequest:
     """The whole input, followed by end-of-file; ``None`` keeps stdin open for ``write_stdin``."""
     timeout: float | None = None
     """Wall time in seconds; at most ``Limits.wall_time``, which is also the default."""
+    files: tuple[SourceFile, ...] = ()
+    """Written beside the entry file (``code``); see ``sandbox.files``."""
 
 
 @dataclass(frozen=True)
 class Output:
     stream: StreamName
     data: bytes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A two-stage run moved on: ``compile`` starts, then ``run`` once the build succeeded."""
+
+    stage: Literal["compile", "run"]
+
+
+@dataclass(frozen=True)
+class CompileStage:
+    """The compile stage of a run, as the backend set it up: its process has begun."""
+
+    wall_time: float
+    output_bytes: int
+    """The cap on the compiler's messages."""
+    artifact_bytes: int
+    """What the build may send back at most (what fits on the run container's tmpfs)."""
+    memory_bytes: int
+    start_run: Callable[[bytes], Awaitable[Process]]
+    """Starts the run stage with the build's artifact: the run's process, begun."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot the program showed, in the order of its output; ``data`` None once past the
+    image caps (said once, then later images are dropped silently)."""
+
+    data: bytes | None
+    mime: str = "image/png"
 
 
 @dataclass(frozen=True)
@@ -87,7 +129,14 @@ class Result:
     exit_code: int | None
     signal: str | None
     execution_time: float
+    """The run stage's time; a compile stage counts in ``compile_time``."""
     output_truncated: bool
+    compile_time: float | None = None
+    cpu_time: float | None = None
+    """CPU seconds (user plus system) the program used, as the sandbox's init measured (the
+    run stage's, for a compiled language)."""
+    memory_peak: int | None = None
+    """Its peak resident memory in bytes; both None when the sandbox could not report."""
 
 
 class Process(Protocol):
@@ -108,7 +157,8 @@ class Process(Protocol):
 
     async def signal(self, name: str) -> None: ...
 
-    async def wait(self) -> Exit: ...
+    async def wait(self) -> Exit:
+        """How the process ended; raises ``BackendUnavailable`` when that cannot be known."""
 
     async def remove(self) -> None:
         """Stop the program if needed and free everything it held; safe to call twice."""
@@ -127,6 +177,9 @@ class Run:
         stdin_backlog_bytes: int,
         stdin: bytes | None = None,
         warm: bool = False,
+        compile_stage: CompileStage | None = None,
+        side_channel: Callable[[Process], SideChannel] | None = None,
+        images: int = 0,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.language = language
@@ -135,8 +188,17 @@ class Run:
         self._process = process
         self._wall_time = wall_time
         self._output_bytes = output_bytes
+        # A side channel per sandbox, for its keys: the run stage's (not the compiler's).
+        self._side_channel = side_channel
+        self._side = side_channel(process) if side_channel and not compile_stage else None
+        self._images_left = images
+        self.images_dropped = False
+        self._usage: dict[str, float] = {}
+        # Bytes of frames dropped past the image caps: bounded like output, or a program
+        # could stream them for its whole wall time.
+        self._side_budget = max(images, 1) * 4 * 1024 * 1024
         # Output waiting for the consumer. The output cap bounds it, so it needs no bound.
-        self._chunks: deque[Output] = deque()
+        self._chunks: deque[Output | Stage | Image] = deque()
         self._arrived = asyncio.Event()
         self._output_ended = False
         self._stop_requested = False
@@ -156,28 +218,37 @@ class Run:
         if stdin is not None:
             self._stdin_closed = True
         self._started = time.monotonic()
+        self._compile_stage = compile_stage
+        self._compile_time: float | None = None
+        self._cleanup: asyncio.Task[None] | None = None
+        marker = language.memory_error
+        self._memory_marker = marker.encode() if marker else b""
+        self._stderr_tail = b""
+        self._out_of_memory = False
         self._result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._supervise(), name=f"run-{self.id}")
 
     # Output -------------------------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[Output]:
+    def __aiter__(self) -> AsyncIterator[Output | Stage | Image]:
         return self
 
-    async def __anext__(self) -> Output:
+    async def __anext__(self) -> Output | Stage | Image:
         while not self._chunks:
             if self._output_ended:
                 raise StopAsyncIteration
             self._arrived.clear()
             await self._arrived.wait()
         first = self._chunks.popleft()
+        if not isinstance(first, Output):
+            return first
         # Join what is already waiting of the same stream: fewer, larger messages.
         parts = [first.data]
-        while self._chunks and self._chunks[0].stream == first.stream:
-            parts.append(self._chunks.popleft().data)
+        while self._chunks and _same_stream(self._chunks[0], first.stream):
+            parts.append(self._chunks.popleft().data)  # type: ignore[union-attr,arg-type]
         return first if len(parts) == 1 else Output(first.stream, b"".join(parts))
 
-    def _emit(self, out: Output) -> None:
+    def _emit(self, out: Output | Stage | Image) -> None:
         self._chunks.append(out)
         self._arrived.set()
 
@@ -201,6 +272,12 @@ class Run:
     def stdin_window(self) -> int:
         """Input ``write_stdin`` accepts beyond what the program has taken, at most."""
         return self._stdin_backlog_bytes
+
+    @property
+    def stdin_counts(self) -> tuple[int, int]:
+        """Bytes of ``write_stdin`` input accepted so far, and of those taken by the program:
+        what a client that takes over a run needs to resume its flow control."""
+        return self._stdin_taken + self._stdin_pending, self._stdin_taken
 
     async def stdin_taken(self, seen: int) -> int:
         """Wait until the program has taken more than ``seen`` bytes of input; the new total.
@@ -243,6 +320,10 @@ class Run:
             with contextlib.suppress(Exception):
                 await self._process.remove()
 
+    def on_ended(self, callback: Callable[[Run], object]) -> None:
+        """Call ``callback(run)`` once its result is known (its sandbox may still be going)."""
+        self._result.add_done_callback(lambda _: callback(self))
+
     def on_closed(self, callback: Callable[[Run], object]) -> None:
         """Call ``callback(run)`` once the sandbox is gone."""
         self._task.add_done_callback(lambda _: callback(self))
@@ -260,18 +341,131 @@ class Run:
     # Supervision ----------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        """Run to the end, publish the result, then remove the sandbox."""
-        feeder = asyncio.create_task(self._feed())
+        """Compile if there is a compile stage; run to the end, publish the result, then
+        remove the sandbox. Input sent during the compile waits in the queue for the run."""
+        feeder: asyncio.Task[None] | None = None
         try:
+            if self._compile_stage is not None and not await self._compile(self._compile_stage):
+                return
+            feeder = asyncio.create_task(self._feed())
             self._result.set_result(await self._outcome())
         finally:
-            feeder.cancel()
+            if feeder is not None:
+                feeder.cancel()
             self._output_ended = True
             self._arrived.set()
             if not self._result.done():  # cancelled: whoever waits must not hang
                 self._result.set_result(self._failure())
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._process.remove())
+            if self._cleanup is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._cleanup)
+
+    # Compile stage --------------------------------------------------------------------------
+
+    async def _compile(self, stage: CompileStage) -> bool:
+        """Run the compile stage, then begin the run stage with what it built: True. False
+        when the run stage never begins: the result is set then."""
+        self._emit(Stage("compile"))
+        began = time.monotonic()
+        compiler = self._process
+        build = _Build(stage.output_bytes, stage.artifact_bytes)
+        pump = asyncio.create_task(self._pump_build(compiler, build))
+        exited = asyncio.create_task(compiler.wait())
+        note = None
+        try:
+            try:
+                async with asyncio.timeout(stage.wall_time):
+                    await asyncio.wait({pump, exited}, return_when=asyncio.FIRST_COMPLETED)
+                    if not build.complete:  # a failure: its exit code and last words
+                        await asyncio.wait({pump, exited})
+            except TimeoutError:
+                note = f"the compile took longer than {stage.wall_time:g} s and was stopped"
+                await compiler.signal("SIGKILL")
+            if build.complete and note is None:
+                # The launcher says the build is whole only once the compiler succeeded: no
+                # need to wait for its container to end (it is removed meanwhile).
+                exit_ = Exit(0, None)
+            else:
+                async with asyncio.timeout(_KILL_GRACE):
+                    exit_ = await exited
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_GRACE):
+                        await pump
+        except Exception:
+            log.exception("the compile of run %s (%s) failed", self.id, self.language.id)
+            self._compile_time = round(time.monotonic() - began, 4)
+            self._result.set_result(self._failure())
+            return False
+        finally:
+            pump.cancel()
+            exited.cancel()
+        self._compile_time = round(time.monotonic() - began, 4)
+        self._truncated = build.truncated
+        if note is None and exit_.oom_killed:
+            note = f"the compiler ran out of memory ({stage.memory_bytes // 2**20} MB)"
+        if note is None and build.overflow:
+            note = f"the build is larger than {stage.artifact_bytes} bytes: it cannot be run"
+        if note is None and exit_.exit_code == 0 and not build.complete:
+            note = "the build did not arrive whole"
+        stopped = self._stop_requested or (
+            self._signalled and (exit_.signal is not None or exit_.exit_code != 0)
+        )
+        if note is not None or stopped or exit_.exit_code != 0:
+            if note is not None and not stopped:
+                self._emit(Output("stderr", f"execstream: {note}\n".encode()))
+            self._result.set_result(
+                Result(
+                    status=Status.KILLED if stopped else Status.COMPILE_ERROR,
+                    exit_code=exit_.exit_code,
+                    signal=exit_.signal,
+                    execution_time=0.0,
+                    output_truncated=self._truncated,
+                    compile_time=self._compile_time,
+                )
+            )
+            return False
+        return await self._begin_run(stage, compiler, build.artifact())
+
+    async def _begin_run(self, stage: CompileStage, compiler: Process, artifact: bytes) -> bool:
+        # The compile container goes while the run starts: off the run's path.
+        self._cleanup = asyncio.create_task(compiler.remove())
+        try:
+            self._process = await stage.start_run(artifact)
+        except Exception:
+            log.exception("the run stage of run %s (%s) did not start", self.id, self.language.id)
+            self._result.set_result(self._failure())
+            return False
+        if self._side_channel is not None:
+            self._side = self._side_channel(self._process)
+        self._started = time.monotonic()
+        self._emit(Stage("run"))
+        if self._stop_requested:  # a Stop between the two stages
+            await self._process.signal("SIGKILL")
+        return True
+
+    async def _pump_build(self, compiler: Process, build: _Build) -> None:
+        """The compiler's messages go out (up to their cap); the artifact is kept. Ends at
+        the end of the output, or as soon as the build is complete."""
+        # The compiler's init reports its usage too: that frame is not a message (the run's
+        # figures are the run stage's).
+        side = self._side_channel(compiler) if self._side_channel else None
+        while not build.complete and (out := await compiler.read()) is not None:
+            if out.stream == "stdout":
+                build.keep(out.data)
+                continue
+            build.said += len(out.data)
+            text = side.feed(out.data)[0] if side is not None else out.data
+            shown = build.message(text)
+            if shown:
+                self._emit(Output("stderr", shown))
+            if build.truncated and not build.told:
+                build.told = True
+                note = f"\n[execstream: compiler messages cut at {build.message_bytes} bytes]\n"
+                self._emit(Output("stderr", note.encode()))
+        if side is not None and (rest := build.message(side.flush())):
+            self._emit(Output("stderr", rest))
 
     async def _outcome(self) -> Result:
         pump = asyncio.create_task(self._pump())
@@ -288,6 +482,9 @@ class Run:
             async with asyncio.timeout(_KILL_GRACE):
                 exit_ = await exited
             stop = stop or await self._drain(pump)
+        except BackendUnavailable as exc:
+            log.warning("run %s (%s) lost its engine: %s", self.id, self.language.id, exc)
+            return self._failure(Status.BACKEND_UNAVAILABLE)
         except Exception:
             log.exception("run %s (%s) failed inside the sandbox", self.id, self.language.id)
             return self._failure()
@@ -300,6 +497,11 @@ class Run:
             signal=exit_.signal,
             execution_time=round(elapsed, 4),
             output_truncated=self._truncated,
+            compile_time=self._compile_time,
+            cpu_time=self._usage.get("cpu_time"),
+            memory_peak=None
+            if "memory_peak" not in self._usage
+            else int(self._usage["memory_peak"]),
         )
 
     async def _until_end(
@@ -328,13 +530,14 @@ class Run:
         except TimeoutError:
             return None
 
-    def _failure(self) -> Result:
+    def _failure(self, status: Status = Status.INTERNAL_ERROR) -> Result:
         return Result(
-            status=Status.INTERNAL_ERROR,
+            status=status,
             exit_code=None,
             signal=None,
             execution_time=round(time.monotonic() - self._started, 4),
             output_truncated=self._truncated,
+            compile_time=self._compile_time,
         )
 
     async def _feed(self) -> None:
@@ -364,6 +567,10 @@ class Run:
         budget = self._output_bytes
         held: dict[StreamName, bytes] = {"stdout": b"", "stderr": b""}
         while (out := await self._process.read()) is not None:
+            if out.stream == "stderr" and self._side is not None:
+                out = Output("stderr", self._frames(out.data))
+                if self._side_budget < 0:
+                    return Status.OUTPUT_LIMIT
             data = held[out.stream] + out.data
             whole = len(data) - _unfinished(data)
             if whole > budget:
@@ -372,9 +579,13 @@ class Run:
                 self._truncated = True
                 return Status.OUTPUT_LIMIT
             budget -= whole
+            if out.stream == "stderr" and self._memory_marker:
+                self._watch_memory(out.data)
             held[out.stream] = data[whole:]
             if whole:
                 self._emit(Output(out.stream, data[:whole]))
+        if self._side is not None:
+            held["stderr"] += self._side.flush()
         # Bytes of a character the program never finished are its own output: send them.
         for stream, rest in held.items():
             if len(rest) > budget:
@@ -385,6 +596,31 @@ class Run:
                 self._emit(Output(stream, rest))
         return None
 
+    def _watch_memory(self, data: bytes) -> None:
+        """Look for the language's out-of-memory message, also across two chunks."""
+        seen = self._stderr_tail + data
+        if self._memory_marker in seen:
+            self._out_of_memory = True
+        self._stderr_tail = seen[-len(self._memory_marker) :]
+
+    def _frames(self, data: bytes) -> bytes:
+        """Take our frames out of a chunk of stderr; the program's own text is returned."""
+        assert self._side is not None
+        text, frames = self._side.feed(data)
+        for frame in frames:
+            if frame.kind == "usage":
+                self._usage = _usage(frame.payload)
+                continue
+            if frame.payload is not None and self._images_left > 0:
+                self._images_left -= 1
+                self._emit(Image(frame.payload))
+                continue
+            self._side_budget -= frame.size
+            if not self.images_dropped:
+                self.images_dropped = True
+                self._emit(Image(None))
+        return text
+
     async def _discard(self) -> Status | None:
         """Read output nobody will see until the program closes it."""
         while await self._process.read() is not None:
@@ -394,7 +630,8 @@ class Run:
     def _status(self, stop: Status | None, exit_: Exit) -> Status:
         if stop is not None:
             return stop
-        if exit_.oom_killed:
+        failed = exit_.signal is not None or exit_.exit_code != 0
+        if exit_.oom_killed or (self._out_of_memory and failed):
             return Status.MEMORY_LIMIT
         # A program sent a signal on request that then dies of it, or fails (it may have been
         # hit before its own handlers were up), was stopped; one that handles it and exits 0
@@ -403,6 +640,82 @@ class Run:
         if self._stop_requested or (self._signalled and stopped):
             return Status.KILLED
         return Status.SUCCESS if exit_.exit_code == 0 else Status.ERROR
+
+
+class _Build:
+    """What a compile stage sends: messages within their cap, and the artifact within its."""
+
+    def __init__(self, message_bytes: int, artifact_bytes: int) -> None:
+        self.message_bytes = message_bytes
+        self._budget = message_bytes
+        self._artifact_bytes = artifact_bytes
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._head = b""
+        self._announced: tuple[int, int] | None = None
+        """The launcher's line before the tar: its size, and the messages sent before it."""
+        self.said = 0
+        """Bytes of messages received, shown or not."""
+        self.truncated = False
+        self.told = False
+        self.overflow = False
+
+    @property
+    def complete(self) -> bool:
+        """The whole artifact and every message arrived (so the compile succeeded)."""
+        if self._announced is None or self.overflow:
+            return False
+        size, said = self._announced
+        return self._size == size and self.said >= said
+
+    def message(self, data: bytes) -> bytes:
+        """The part of ``data`` that fits the cap (never a cut character)."""
+        if self.truncated:
+            return b""
+        if len(data) <= self._budget:
+            self._budget -= len(data)
+            return data
+        cut = _boundary(data, self._budget)
+        self._budget = 0
+        self.truncated = True
+        return data[:cut]
+
+    def keep(self, data: bytes) -> None:
+        """Past its bound the artifact is dropped (the compile then fails), still read."""
+        if self._announced is None:
+            self._head += data
+            line, found, data = self._head.partition(b"\n")
+            if not found:
+                self.overflow = len(self._head) > 64  # not our launcher's line
+                return
+            try:
+                size, said = (int(part) for part in line.split())
+            except ValueError:
+                size, said = self._artifact_bytes + 1, 0  # garbage: refused below
+            self._announced = (size, said)
+            self.overflow = size > self._artifact_bytes
+        self._size += len(data)
+        if self._size > self._artifact_bytes:
+            self.overflow = True
+            self._parts.clear()
+        elif not self.overflow:
+            self._parts.append(data)
+
+    def artifact(self) -> bytes:
+        return b"".join(self._parts)
+
+
+def _usage(payload: bytes | None) -> dict[str, float]:
+    """init's figures: {"cpu_time": seconds, "memory_peak": bytes}; empty when unreadable."""
+    try:
+        data = json.loads(payload or b"")
+        return {name: float(data[name]) for name in ("cpu_time", "memory_peak")}
+    except (ValueError, TypeError, KeyError):
+        return {}
+
+
+def _same_stream(chunk: Output | Stage | Image, stream: StreamName) -> bool:
+    return isinstance(chunk, Output) and chunk.stream == stream
 
 
 def _continuation(byte: int) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -11,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import LANGUAGES, SandboxError
+from sandbox import LANGUAGES, SandboxError, SourceFile
 from server.errors import ApiError, from_sandbox
 from server.http import json_body, validate
+from server.protocol import MAX_TESTS, TestCaseModel
 from server.runs import Admission, RunService, RunSpec
 from server.services import services
+from server.testrun import TestCase, TestResult, elapsed_since, run_tests, store
 from storage import CodeExecution, CursorNotFound
 
 MAX_PAGE = 100
@@ -24,13 +28,22 @@ MAX_PAGE = 100
 MAX_INT = 2**31 - 1
 
 
+class FileBody(BaseModel):
+    name: str = Field(max_length=1000)
+    content: str
+
+
 class ExecuteRequest(BaseModel):
     code: str
+    """The entry file."""
+    files: list[FileBody] = Field(default_factory=list, max_length=1000)
+    """The program's other files, beside the entry file (sandbox/files.py: the rules)."""
     language: str = Field(max_length=64)
     stdin: str | None = ""
     project_id: int | None = Field(default=None, ge=0, le=MAX_INT)
     save_history: bool = True
     timeout: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
+    tests: list[TestCaseModel] | None = Field(default=None, min_length=1, max_length=MAX_TESTS)
 
 
 class HistoryQuery(BaseModel):
@@ -56,7 +69,10 @@ async def execute(request: Request) -> Response:
         timeout=body.timeout,
         project_id=body.project_id,
         save_history=body.save_history,
+        files=tuple(SourceFile(f.name, f.content) for f in body.files),
     )
+    if body.tests is not None:
+        return await execute_tests(state.runs, user.id, spec, body.tests)
     try:
         admission = await admit_while_connected(request, state.runs, user.id, spec)
         execution = await state.runs.launch(admission)
@@ -75,6 +91,36 @@ async def execute(request: Request) -> Response:
             "signal": result.signal,
             "execution_id": execution_id,
             "output_truncated": result.output_truncated,
+            "compile_output": "".join(execution.compile_messages) or None,
+            "compile_time": result.compile_time,
+            "cpu_time": result.cpu_time,
+            "memory_peak": result.memory_peak,
+        }
+    )
+
+
+async def execute_tests(
+    runs: RunService, user_id: int, spec: RunSpec, tests: list[TestCaseModel]
+) -> Response:
+    """The program against each test case; the answer holds every test's result."""
+    cases = [TestCase(**test.model_dump()) for test in tests]
+    start = time.monotonic()
+    results: list[TestResult] = []
+    try:
+        async for result in run_tests(runs, user_id, spec, cases, runs.test_concurrency):
+            results.append(result)
+    except SandboxError as exc:
+        raise from_sandbox(exc) from None
+    took = elapsed_since(start)
+    passed = sum(r.passed for r in results)
+    return JSONResponse(
+        {
+            "status": "success" if passed == len(results) else "error",
+            "execution_time": took,
+            "execution_id": await store(runs, user_id, spec, results, took),
+            "tests_passed": passed,
+            "tests_total": len(results),
+            "tests": [dataclasses.asdict(r) for r in results],
         }
     )
 
@@ -159,7 +205,20 @@ async def languages(request: Request) -> Response:
                 "name": lang.name,
                 "version": versions.get(lang.id, lang.version),
                 "extension": lang.extension,
-                "example": lang.example,
+                "monaco": lang.monaco,
+                "examples": {
+                    "hello": lang.examples.hello,
+                    "input": lang.examples.input,
+                    **({"plot": lang.examples.plot} if lang.examples.plot else {}),
+                },
+                "example": lang.examples.hello,
+                "compiled": lang.compiled,
+                "file_name": lang.file_name,
+                "compile": list(lang.compile_stage or lang.compile or ()) or None,
+                "run": list(lang.run),
+                "limits": lang.run_limits.json(),
+                "compile_limits": lang.compile_limits.json() if lang.compile_stage else None,
+                "packages": list(lang.packages),
                 "runtime": state.backend.runtime,
             }
             for lang in LANGUAGES.values()
@@ -185,6 +244,9 @@ def record_json(record: CodeExecution) -> dict[str, Any]:
         "status": record.status,
         "execution_time": record.execution_time,
         "output_truncated": record.output_truncated,
+        "files": record.files or [],
+        "compile_output": record.compile_output,
+        "compile_time": record.compile_time,
         "created_at": record.created_at.isoformat(),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,7 @@ from sandbox import Limits
 KB = 1024
 MB = 1024 * KB
 GB = 1024 * MB
+ENGINE_SCHEMES = ("unix://", "tcp://", "http://", "https://")
 
 
 class Settings(BaseSettings):
@@ -36,6 +38,15 @@ class Settings(BaseSettings):
     backend: Literal["docker", "local"] = "docker"
     image: str = "execstream-executor:latest"
     docker_url: str | None = None
+    """One engine's URL; the former name of ``docker_urls``, read when that is unset."""
+    docker_urls: str = ""
+    """Comma-separated engine URLs (``unix://``, ``tcp://``): with more than one, each run goes
+    to the least-loaded engine that answers. ``tcp://`` engines use TLS client certificates
+    when ``DOCKER_TLS_VERIFY`` is set (``ca.pem``, ``cert.pem``, ``key.pem`` in
+    ``DOCKER_CERT_PATH``). Empty: ``docker_url``, else ``DOCKER_HOST``, else the local socket."""
+    engine_probe_seconds: float = Field(default=2.0, ge=0.1, le=600)
+    """With several engines, how often each is pinged; one that does not answer within
+    ``engine_timeout`` is down (no runs, its runs end) until it answers again."""
     runtime: Literal["auto", "runc", "runsc"] = "auto"
     """Container runtime: ``auto`` uses gVisor (runsc) when the engine has it, else runc."""
     pool_min: int = Field(default=2, ge=0, le=1_000)
@@ -64,6 +75,9 @@ class Settings(BaseSettings):
     """Runs that may wait for a slot, in all; past it a run is refused (``server_busy``)."""
     queue_per_user: int = Field(default=32, ge=0, le=10_000)
     """Runs one user may have waiting; past it a run is refused (``too_many_runs``)."""
+    slot_poll_seconds: float = Field(default=0.25, ge=0.01, le=10)
+    """Replicas on one PostgreSQL: how often a run waiting for a slot held by another replica
+    looks again (a slot freed on its own replica wakes it at once)."""
 
     # Operators
     metrics: Literal["public", "admin", "off"] = "admin"
@@ -75,6 +89,10 @@ class Settings(BaseSettings):
     cpus: float = Field(default=0.5, ge=0.01, le=256)
     pids: int = Field(default=64, ge=1, le=32_768)
     output_bytes: int = Field(default=10 * KB, ge=1, le=64 * MB)
+    image_bytes: int = Field(default=1 * MB, ge=1 * KB, le=16 * MB)
+    images: int = Field(default=5, ge=0, le=50)
+    python_preload: bool = True
+    test_concurrency: int = Field(default=2, ge=1, le=20)
     code_bytes: int = Field(default=50 * KB, ge=1, le=16 * MB)
     stdin_bytes: int = Field(default=64 * KB, ge=0, le=64 * MB)
     stdin_backlog_bytes: int = Field(default=256 * KB, ge=1, le=64 * MB)
@@ -82,6 +100,14 @@ class Settings(BaseSettings):
     tmp_bytes: int = Field(default=16 * MB, ge=1 * MB, le=16 * GB)
     open_files: int = Field(default=256, ge=16, le=65_536)
     file_bytes: int = Field(default=8 * MB, ge=1, le=16 * GB)
+
+    # Limits of a compile stage (compiled languages), in a container of its own
+    compile_wall_time: float = Field(default=15.0, ge=0.1, le=3600)
+    compile_memory_bytes: int = Field(default=512 * MB, ge=32 * MB, le=64 * GB)
+    compile_cpus: float = Field(default=2.0, ge=0.01, le=256)
+    """CPU share of a compile container; capped at the engine's cores."""
+    compile_output_bytes: int = Field(default=10 * KB, ge=1, le=64 * MB)
+    """The compiler's messages, at most; the rest is cut (the compile goes on)."""
 
     # Protocol and HTTP edge
     max_frame_bytes: int = Field(default=128 * KB, ge=1 * KB, le=64 * MB)
@@ -91,6 +117,11 @@ class Settings(BaseSettings):
     allowed_origins: str = ""
     """Comma-separated origins whose pages may open a WebSocket; empty: the server's own."""
     max_sockets_per_user: int = Field(default=16, ge=1, le=10_000)
+    reattach_seconds: float = Field(default=15.0, ge=0, le=3600)
+    """How long a run whose socket closed without a Stop waits for its owner to ``attach``
+    before it is killed; 0 kills it at once."""
+    reattach_replay_bytes: int = Field(default=1 * MB, ge=1 * KB, le=256 * MB)
+    """Frames kept per live run (JSON bytes) for the replay an ``attach`` starts with."""
 
     # Sign-in abuse
     throttle_per_address: str = "300/minute"
@@ -103,7 +134,11 @@ class Settings(BaseSettings):
     # Storage and accounts
     data_dir: Path = Path("data")
     database_url: str | None = None
-    """SQLAlchemy async URL; defaults to a SQLite file in ``data_dir``."""
+    """SQLAlchemy async URL; defaults to a SQLite file in ``data_dir``. PostgreSQL:
+    ``postgresql+asyncpg://user:password@host/name``."""
+    database_pool_size: int = Field(default=20, ge=1, le=1_000)
+    """Connections each server keeps open to PostgreSQL (as many more at a burst); SQLite
+    always uses one."""
     jwt_secret: str | None = None
     """Signing secret for tokens; when unset, one is generated once into ``data_dir``."""
     token_minutes: int = Field(default=24 * 60, ge=1, le=366 * 24 * 60)
@@ -158,6 +193,17 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("docker_urls")
+    @classmethod
+    def _engines(cls, value: str) -> str:
+        urls = _split(value)
+        for url in urls:
+            if not url.startswith(ENGINE_SCHEMES):
+                raise ValueError(f"expected URLs starting with {', '.join(ENGINE_SCHEMES)}")
+        if len(set(urls)) < len(urls):
+            raise ValueError("an engine is listed twice")
+        return value
+
     @field_validator("throttle_per_address", "throttle_per_username")
     @classmethod
     def _rate(cls, value: str) -> str:
@@ -168,6 +214,11 @@ class Settings(BaseSettings):
         if item.amount < 1:
             raise ValueError("expected a rate of at least 1 per period")
         return value
+
+    @property
+    def docker_url_list(self) -> list[str | None]:
+        """The engines to use; ``[None]``: Docker's default (``DOCKER_HOST`` or the socket)."""
+        return list(_split(self.docker_urls)) or [self.docker_url]
 
     @property
     def trusted_proxy_list(self) -> list[str]:
@@ -190,6 +241,22 @@ class Settings(BaseSettings):
             tmp_bytes=self.tmp_bytes,
             open_files=self.open_files,
             file_bytes=self.file_bytes,
+            image_bytes=self.image_bytes,
+            images=self.images,
+        )
+
+    @cached_property
+    def compile_limits(self) -> Limits:
+        """A compile container's limits: its tmpfs (counted in its memory) holds half."""
+        return dataclasses.replace(
+            self.limits,
+            wall_time=self.compile_wall_time,
+            memory_bytes=self.compile_memory_bytes,
+            cpus=self.compile_cpus,
+            pids=max(self.pids, 256),
+            output_bytes=self.compile_output_bytes,
+            tmp_bytes=self.compile_memory_bytes // 2,
+            file_bytes=self.compile_memory_bytes // 2,
         )
 
     @property

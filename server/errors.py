@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sandbox import (
     BackendUnavailable,
     CodeTooLarge,
+    InvalidFiles,
     InvalidTimeout,
     SandboxError,
     StdinTooLarge,
@@ -54,6 +55,7 @@ _SANDBOX_STATUS: dict[type[SandboxError], int] = {
     CodeTooLarge: 413,
     StdinTooLarge: 413,
     InvalidTimeout: 422,
+    InvalidFiles: 422,
     BackendUnavailable: 503,
     TooManyRuns: 429,
     ServerBusy: 503,

@@ -24,7 +24,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Whether runs can be served now: engine, database and warm pool (503 when not)."""
+    """Whether runs can be served now: engine, database and warm pool (503 when not). With
+    several engines, ready while one is up."""
     state = services(request)
     checks = {
         "engine": await _engine(state),
@@ -45,7 +46,14 @@ async def _engine(state: Services) -> dict[str, Any]:
         log.warning("readiness: the sandbox engine is not ready: %s", health.get("error"))
     backend = state.backend
     # ``runtime`` (e.g. runc or runsc) where the backend knows it, else the backend's name.
-    return {"ok": ok, "backend": backend.name, "runtime": getattr(backend, "runtime", backend.name)}
+    engine = {
+        "ok": ok,
+        "backend": backend.name,
+        "runtime": getattr(backend, "runtime", backend.name),
+    }
+    if "engines" in health:  # several engines: each by name, up or down (never its URL)
+        engine["engines"] = health["engines"]
+    return engine
 
 
 async def _database(state: Services) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class Lease:
         dead = (set(owners) & await self.db.expired_instances()) - {self.id}
         removed = await self.backend.remove_owned_by(dead) if dead else 0
         interrupted = await self.db.interrupt_runs(keep=self.id)
+        # Their run slots already stopped counting when their lease expired.
+        await self.db.forget_slots(keep=self.id)
         if removed or interrupted:
             log.warning(
                 "swept instance(s) %s: %d container(s) removed, %d run(s) interrupted",

@@ -18,15 +18,40 @@ class _Message(BaseModel):
 # Client to server ------------------------------------------------------------------------
 
 
+class FileModel(_Message):
+    """One more file of a program, written beside its entry file (``code``)."""
+
+    name: str = Field(max_length=1000)
+    content: str
+
+
+class TestCaseModel(_Message):
+    """One test case of a ``run``: the program gets ``stdin``, its stdout is compared."""
+
+    name: str = Field(min_length=1, max_length=100)
+    stdin: str = ""
+    expected_stdout: str
+    compare: Literal["exact", "trim", "tokens", "float"] = "trim"
+    tolerance: float = Field(default=1e-6, ge=0, le=1e9, allow_inf_nan=False)
+
+
+MAX_TESTS = 20
+
+
 class RunMessage(_Message):
     type: Literal["run"]
     language: str
     code: str
+    """The entry file."""
+    files: list[FileModel] | None = Field(default=None, max_length=1000)
+    """The program's other files; sandbox/files.py says which names and sizes are allowed."""
     stdin: str | None = None
     """Given up front: the whole input, followed by end-of-file. Omit it to type into stdin."""
     timeout: float | None = Field(default=None, gt=0)
     project_id: int | None = None
     save_history: bool = True
+    tests: list[TestCaseModel] | None = Field(default=None, min_length=1, max_length=MAX_TESTS)
+    """Run the program once per test case instead (``stdin`` is then each test's own)."""
 
 
 class StdinMessage(_Message):
@@ -60,12 +85,19 @@ class PrepareMessage(_Message):
     language: str
 
 
+class AttachMessage(_Message):
+    """Resume a run of this user's whose socket was lost (or that another socket holds)."""
+
+    type: Literal["attach"]
+    run_id: str = Field(min_length=1, max_length=64)
+
+
 ClientMessage = Annotated[
-    RunMessage | StdinMessage | EofMessage | SignalMessage | PrepareMessage,
+    RunMessage | StdinMessage | EofMessage | SignalMessage | PrepareMessage | AttachMessage,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_TYPES = ("run", "stdin", "eof", "signal", "prepare")
+CLIENT_TYPES = ("run", "stdin", "eof", "signal", "prepare", "attach")
 
 
 # Server to client ------------------------------------------------------------------------
@@ -87,7 +119,27 @@ class Started(_Message):
     stdin_window: int
     """Bytes of ``stdin`` data a client may have in flight (sent, not yet acknowledged)."""
     execution_id: int | None = None
-    """The stored record's id, known from the start (None when the run is not kept)."""
+    """The stored record's id when it is already written, as it usually is; None when the run
+    is not kept, or when the server is busy and the run did not wait for its record (``exit``
+    always carries it)."""
+
+
+class Attached(_Message):
+    """The answer to ``attach``: this socket now holds the run. The frames the run sent so
+    far follow (its replay), then its live frames, as after ``started``."""
+
+    type: Literal["attached"] = "attached"
+    run_id: str
+    language: str
+    version: str
+    stdin_window: int
+    stdin_sent: int
+    """Bytes of ``stdin`` data the server accepted for this run so far, from any socket."""
+    stdin_acked: int
+    """Bytes of it the program has taken: ``stdin_sent - stdin_acked`` are in flight."""
+    execution_id: int | None = None
+    replay_truncated: bool = False
+    """The oldest frames did not fit in the replay buffer and are left out."""
 
 
 class StdinAck(_Message):
@@ -103,10 +155,26 @@ class OutputMessage(_Message):
     data: str
 
 
+class StageMessage(_Message):
+    """A compiled language's run moved on: ``compile`` starts, then ``run`` once it built.
+    Output between ``compile`` and ``run`` is the compiler's."""
+
+    type: Literal["stage"] = "stage"
+    stage: Literal["compile", "run"]
+
+
 class LimitMessage(_Message):
     type: Literal["limit"] = "limit"
-    limit: Literal["output"]
+    limit: Literal["output", "image"]
     message: str
+
+
+class ImageMessage(_Message):
+    """A plot the program showed (``plt.show()`` or ``savefig``), base64-encoded."""
+
+    type: Literal["image"] = "image"
+    mime: Literal["image/png"] = "image/png"
+    data: str
 
 
 class ExitMessage(_Message):
@@ -116,8 +184,28 @@ class ExitMessage(_Message):
     exit_code: int | None
     signal: str | None
     execution_time: float
+    """Seconds of the run stage only."""
     output_truncated: bool
     execution_id: int | None = None
+    compile_time: float | None = None
+    """Seconds of the compile stage; None for a language without one."""
+    tests_passed: int | None = None
+    tests_total: int | None = None
+    cpu_time: float | None = None
+    memory_peak: int | None = None
+
+
+class TestMessage(_Message):
+    """One test case's result, sent in test order."""
+
+    type: Literal["test"] = "test"
+    name: str
+    passed: bool
+    status: Status
+    time: float
+    stdout: str
+    expected: str
+    diff: str | None
 
 
 class ErrorMessage(_Message):
@@ -127,7 +215,17 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    Queued | Started | StdinAck | OutputMessage | LimitMessage | ExitMessage | ErrorMessage,
+    Queued
+    | Started
+    | Attached
+    | StdinAck
+    | OutputMessage
+    | StageMessage
+    | ImageMessage
+    | TestMessage
+    | LimitMessage
+    | ExitMessage
+    | ErrorMessage,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

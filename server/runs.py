@@ -22,18 +22,23 @@ from typing import Any
 from sandbox import (
     Backend,
     BackendUnavailable,
+    Image,
     Result,
     Run,
     RunRequest,
+    SourceFile,
+    Stage,
     Status,
     StdinTooLarge,
     TooManyRuns,
 )
+from sandbox.files import check_program
 from sandbox.languages import get_language
 from sandbox.run import StreamName
 from server.audit import audit
 from server.metrics import Metrics, PoolStats
 from server.queue import Notify, RunQueue, ServerBusy
+from server.slots import SharedSlots
 from storage import Database
 from storage.database import RUNNING
 from storage.models import utc_now
@@ -59,6 +64,11 @@ class RunSpec:
     timeout: float | None = None
     project_id: int | None = None
     save_history: bool = True
+    files: tuple[SourceFile, ...] = ()
+    """The program's other files, beside ``code`` (its entry file)."""
+
+    def files_json(self) -> list[dict[str, str]] | None:
+        return [{"name": f.name, "content": f.content} for f in self.files] or None
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class Admission:
     spec: RunSpec
     asked_at: float
     """When it was asked for (``time.monotonic``), before any wait for a slot."""
+    slot: int | None = None
+    """Its slot among all replicas' (``SharedSlots``), when they share one database."""
 
 
 @dataclass(eq=False)
@@ -84,19 +96,31 @@ class Execution:
     typed: list[str] = field(default_factory=list)
     """What the user typed into the running program, kept (up to ``stdin_bytes``) for history."""
     typed_bytes: int = 0
+    compile_messages: list[str] = field(default_factory=list)
+    """What the compiler said (a compile stage's output), apart from the program's output."""
+    stage: str | None = None
+    """The stage the run is in, for a compiled language."""
     started_at: datetime = field(default_factory=utc_now)
     asked_at: float = field(default_factory=time.monotonic)
     """When the run was asked for (``time.monotonic``), before any wait for a slot."""
     first_output_at: float | None = None
+    record: asyncio.Future[int | None] | None = None
+    """Storing the run's ``running`` row, which goes on beside the run's start."""
     record_id: int | None = None
-    """The stored record's id, from the start of the run (None when not stored)."""
+    """The stored record's id once that row exists (None before, or when not stored)."""
     changed: bool = False
     """Output or input arrived since the record was last saved."""
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the run has ended and its record is final (or was not to be kept)."""
+    slot: int | None = None
+    """Its shared slot (``Admission.slot``), freed when it ends."""
 
     def __post_init__(self) -> None:
         self._clock = time.monotonic()
+        if self.record is not None and self.record.done():
+            self._recorded(self.record)
+        elif self.record is not None:
+            self.record.add_done_callback(self._recorded)
         # Forgotten by RunService once both are done: sandbox gone and record final.
         self._pending = {"sandbox", "record"}
         # One incremental decoder per stream: a character split across chunks arrives whole.
@@ -104,6 +128,17 @@ class Execution:
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
             for name in ("stdout", "stderr")
         }
+
+    def _recorded(self, record: asyncio.Future[int | None]) -> None:
+        if not record.cancelled() and record.exception() is None:
+            self.record_id = self.record_id or record.result()
+
+    async def recorded(self) -> int | None:
+        """The record's id, once its ``running`` row is stored (at once when it is)."""
+        if self.record is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.record)
+        return self.record_id
 
     async def write_stdin(self, text: str) -> None:
         data = text.encode()
@@ -121,22 +156,44 @@ class Execution:
             return self.spec.stdin
         return "".join(self.typed) or None
 
-    async def output(self) -> AsyncIterator[tuple[StreamName, str]]:
-        """Decoded output chunks in the order the program wrote them."""
+    async def output(self) -> AsyncIterator[tuple[StreamName, str] | Stage | Image]:
+        """Decoded output chunks and plots in the order the program wrote them; for a
+        compiled language, each ``Stage`` as it begins (what comes between ``compile`` and
+        ``run`` is the compiler's)."""
         async for chunk in self.run:
+            if isinstance(chunk, Stage):
+                for item in self._flush():
+                    yield item
+                self.stage = chunk.stage
+                yield chunk
+                continue
+            if isinstance(chunk, Image):
+                yield chunk
+                continue
             text = self._decoders[chunk.stream].decode(chunk.data)
             if text:
                 yield self._keep(chunk.stream, text)
+        for item in self._flush():
+            yield item
+
+    def _flush(self) -> list[tuple[StreamName, str]]:
+        """What the decoders hold of an unfinished character, at the end of a stage."""
+        held = []
         for name, decoder in self._decoders.items():
             if text := decoder.decode(b"", final=True):
-                yield self._keep(name, text)  # type: ignore[arg-type]
+                held.append(self._keep(name, text))  # type: ignore[arg-type]
+            decoder.reset()
+        return held
 
     def _keep(self, stream: StreamName, text: str) -> tuple[StreamName, str]:
         # The output path only appends: saving it is the checkpoint task's job.
+        self.changed = True
+        if self.stage == "compile":
+            self.compile_messages.append(text)
+            return stream, text
         if self.first_output_at is None:
             self.first_output_at = time.monotonic()
         (self.stdout if stream == "stdout" else self.stderr).append(text)
-        self.changed = True
         return stream, text
 
     def progress(self) -> dict[str, Any]:
@@ -146,6 +203,7 @@ class Execution:
             "stdin": self.stdin,
             "output": "".join(self.stdout) or None,
             "error": "".join(self.stderr) or None,
+            "compile_output": "".join(self.compile_messages) or None,
             "execution_time": round(time.monotonic() - self._clock, 4),
         }
 
@@ -166,8 +224,14 @@ class RunService:
         queue_max: int = 256,
         queue_per_user: int = 32,
         pool_stats: PoolStats | None = None,
+        slots: SharedSlots | None = None,
+        test_concurrency: int = 2,
     ) -> None:
         self.backend = backend
+        self.slots = slots
+        self._freeing: set[asyncio.Task[None]] = set()
+        self.test_concurrency = test_concurrency
+        """Runs of one set of test cases at a time (each also holds a run slot)."""
         self.db = db
         self.instance_id = instance_id
         self.stdin_bytes = stdin_bytes
@@ -176,9 +240,13 @@ class RunService:
         """Every run from its start until its record is final and its sandbox gone."""
         # Slots are taken before a run starts (starting takes a while) and freed when it ends.
         self.queue = RunQueue(max_runs, max_runs_per_user, queue_max, queue_per_user)
-        self.metrics = Metrics(queue_depth=lambda: self.queue.depth, pool_stats=pool_stats)
+        self.metrics = Metrics(queue_depth=self._queue_depth, pool_stats=pool_stats)
         self._closing = False
         self._checkpoints: asyncio.Task[None] | None = None
+
+    def _queue_depth(self) -> int:
+        """Runs waiting for a slot: this replica's, or another's (held across replicas)."""
+        return self.queue.depth + (self.slots.waiting if self.slots is not None else 0)
 
     def open(self) -> None:
         self._checkpoints = asyncio.create_task(self._save_progress(), name="checkpoints")
@@ -197,14 +265,29 @@ class RunService:
         self._refuse_if_closing()
         if spec.stdin is not None and len(stdin := spec.stdin.encode()) > self.stdin_bytes:
             raise StdinTooLarge(len(stdin), self.stdin_bytes)
-        get_language(spec.language)
+        language = get_language(spec.language)
+        # Refused before it waits for a slot: it could never start.
+        check_program(
+            language.entry_name(spec.code),
+            spec.code,
+            spec.files,
+            self.backend.limits.code_bytes,
+        )
         try:
             waited = await self.queue.acquire(user_id, notify)
         except (ServerBusy, TooManyRuns) as exc:
             self.metrics.queue_refused.labels(exc.code).inc()
             raise
+        slot = None
+        if self.slots is not None:
+            try:
+                slot = await self.slots.take(user_id, notify)
+            except BaseException:
+                self.queue.release(user_id)
+                raise
+            waited = time.monotonic() - asked_at
         self.metrics.queue_wait_seconds.observe(waited)
-        return Admission(user_id, spec, asked_at)
+        return Admission(user_id, spec, asked_at, slot)
 
     async def launch(self, admission: Admission) -> Execution:
         """Start an admitted run and store it as ``running``; its slot is freed when it ends
@@ -213,30 +296,39 @@ class RunService:
         try:
             self._refuse_if_closing()
         except BackendUnavailable:
-            self.queue.release(user_id)
+            self._release(user_id, admission.slot)
             raise
         stdin = None if spec.stdin is None else spec.stdin.encode()
         # From here on the clock runs: time spent waiting does not count against the run.
         started_at = utc_now()
-        # The record is written while the sandbox starts, not after: the client waits for
-        # its id in the started frame, and then for whichever of the two is slower only.
+        # The record is written while the sandbox starts, and the run does not wait for it:
+        # in a class burst the writes queue up on SQLite's one writer, and holding each
+        # run's first output back for its row made every student wait for all the others'.
         record = asyncio.create_task(self._insert_running(user_id, spec, started_at))
         try:
             run = await self.backend.start(
-                RunRequest(spec.language, spec.code, stdin=stdin, timeout=spec.timeout)
+                RunRequest(
+                    spec.language, spec.code, stdin=stdin, timeout=spec.timeout, files=spec.files
+                )
             )
         except BaseException as exc:
-            self.queue.release(user_id)
+            self._release(user_id, admission.slot)
             if isinstance(exc, BackendUnavailable):
                 self.metrics.engine_errors.inc()
             await self._discard_record(record)
             raise
         execution = Execution(
-            run, spec, user_id, self.stdin_bytes, started_at=started_at, asked_at=admission.asked_at
+            run,
+            spec,
+            user_id,
+            self.stdin_bytes,
+            started_at=started_at,
+            asked_at=admission.asked_at,
+            record=record,
+            slot=admission.slot,
         )
         self.active.add(execution)
         run.on_closed(lambda _: self._forget(execution, "sandbox"))
-        execution.record_id = await record
         return execution
 
     async def _insert_running(
@@ -255,6 +347,7 @@ class RunService:
                 execution_time=0.0,
                 created_at=started_at,
                 instance_id=self.instance_id,
+                files=spec.files_json(),
             )
         except Exception:
             log.exception("could not store the start of a run; storing it at its end")
@@ -266,6 +359,16 @@ class RunService:
         with contextlib.suppress(Exception):
             if (record_id := await asyncio.shield(record)) is not None:
                 await self.db.delete_execution_by_id(record_id)
+
+    def _release(self, user_id: int, slot: int | None) -> None:
+        """Free a run's slots: this replica's now, the shared one in the background (a
+        database round trip that neither a cancelled start nor a client should wait for)."""
+        self.queue.release(user_id)
+        if self.slots is None or slot is None:
+            return
+        task = asyncio.create_task(self.slots.free(slot), name="free-slot")
+        self._freeing.add(task)
+        task.add_done_callback(self._freeing.discard)
 
     def _refuse_if_closing(self) -> None:
         if self._closing:
@@ -281,7 +384,7 @@ class RunService:
         try:
             result = await execution.run.result()
         finally:
-            self.queue.release(execution.user_id)
+            self._release(execution.user_id, execution.slot)
         try:
             self._count(execution, result)
             self._audit_limit(execution, result)
@@ -306,6 +409,7 @@ class RunService:
             code=spec.code,
             created_at=execution.started_at,
             instance_id=self.instance_id,
+            files=spec.files_json(),
             **(execution.progress() | fields),
         )
         assert record.id is not None
@@ -319,12 +423,14 @@ class RunService:
             "output_truncated": result.output_truncated,
             # The run's own clock, not the time since our record of it began.
             "execution_time": result.execution_time,
+            "compile_time": result.compile_time,
         }
-        if execution.record_id is None:
+        record_id = await execution.recorded()
+        if record_id is None:
             execution.record_id = await self._insert(execution, **final)
-        else:
-            await self.db.finish_execution(execution.record_id, execution.progress() | final)
-        return execution.record_id
+            return execution.record_id
+        await self.db.finish_execution(record_id, execution.progress() | final)
+        return record_id
 
     def _count(self, execution: Execution, result: Result) -> None:
         language = execution.spec.language
@@ -386,6 +492,8 @@ class RunService:
                 await asyncio.gather(*(self._stop(e) for e in live), return_exceptions=True)
         except TimeoutError:
             log.error("%d run(s) did not stop within %.0f s", len(self.active), DRAIN_SECONDS)
+        if self._freeing:
+            await asyncio.wait(self._freeing, timeout=DRAIN_SECONDS)
         if self._checkpoints is not None:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):

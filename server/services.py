@@ -12,12 +12,15 @@ from starlette.requests import HTTPConnection
 
 from sandbox import LANGUAGES, Backend
 from sandbox.docker import DockerBackend, new_owner_id
+from sandbox.engines import EnginesBackend
 from sandbox.local import LocalBackend
 from server.auth import Passwords, Tokens
 from server.config import Settings
 from server.lease import Lease
+from server.reattach import LiveRuns
 from server.retention import Retention
 from server.runs import RunService
+from server.slots import SharedSlots
 from storage import Database
 
 if TYPE_CHECKING:
@@ -37,11 +40,19 @@ def make_backend(settings: Settings, owner: str) -> Backend:
             pool_max=settings.pool_max,
             pool_memory_bytes=settings.pool_memory_bytes,
             pool_shrink_seconds=settings.pool_shrink_seconds,
+            compile_limits=settings.compile_limits,
         )
+    engines = [docker_backend(settings, owner, url) for url in settings.docker_url_list]
+    if len(engines) == 1:
+        return engines[0]
+    return EnginesBackend(engines, probe_seconds=settings.engine_probe_seconds)
+
+
+def docker_backend(settings: Settings, owner: str, url: str | None) -> DockerBackend:
     return DockerBackend(
         settings.limits,
         settings.image,
-        settings.docker_url,
+        url,
         settings.pool_min,
         owner=owner,
         idle_seconds=settings.pool_idle_seconds,
@@ -51,6 +62,21 @@ def make_backend(settings: Settings, owner: str) -> Backend:
         pool_memory_bytes=settings.pool_memory_bytes,
         pool_shrink_seconds=settings.pool_shrink_seconds,
         engine_concurrency=settings.engine_concurrency,
+        compile_limits=settings.compile_limits,
+        preload=settings.python_preload,
+    )
+
+
+def shared_slots(settings: Settings, db: Database, instance_id: str) -> SharedSlots | None:
+    """Slots shared with other replicas, except on SQLite: one file, one server."""
+    if db.url.get_backend_name() == "sqlite":
+        return None
+    return SharedSlots(
+        db,
+        instance_id,
+        max_runs=settings.max_runs,
+        max_per_user=settings.max_runs_per_user,
+        poll_seconds=settings.slot_poll_seconds,
     )
 
 
@@ -64,13 +90,14 @@ class Services:
     runs: RunService
     lease: Lease
     retention: Retention
+    live: LiveRuns
     sessions: set[Session] = field(default_factory=set)
     """Open sockets, so shutdown can say goodbye to each; their runs are ``runs``'s."""
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         instance_id = new_owner_id(settings.instance_prefix)
-        db = Database(settings.db_url)
+        db = Database(settings.db_url, settings.database_pool_size)
         await db.open()  # brings the schema up to date
         backend = make_backend(settings, instance_id)
         lease = Lease(
@@ -95,6 +122,9 @@ class Services:
         except Exception:
             log.exception("sweeping dead instances at start failed")
         lease.start()
+        slots = shared_slots(settings, db, instance_id)
+        if slots is not None:
+            await slots.open()
         runs = RunService(
             backend,
             db,
@@ -106,6 +136,8 @@ class Services:
             queue_max=settings.queue_max,
             queue_per_user=settings.queue_per_user,
             pool_stats=backend.pool.stats,
+            slots=slots,
+            test_concurrency=settings.test_concurrency,
         )
         runs.open()
         retention = Retention(
@@ -124,6 +156,7 @@ class Services:
             runs=runs,
             lease=lease,
             retention=retention,
+            live=LiveRuns(settings.reattach_seconds, settings.reattach_replay_bytes),
         )
 
     def count_languages(self) -> None:
@@ -135,6 +168,7 @@ class Services:
     async def drain(self) -> None:
         """Stop every run, let each client hear how it ended, then close the sockets."""
         await self.runs.shutdown()
+        await self.live.close()
         if not self.sessions:
             return
         try:
@@ -145,6 +179,8 @@ class Services:
 
     async def close(self) -> None:
         await self.drain()
+        if self.runs.slots is not None:
+            await self.runs.slots.close()
         await self.retention.stop()
         await self.backend.close()
         await self.lease.release()

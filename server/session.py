@@ -3,44 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import json
 import logging
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketState
 
-from sandbox import SandboxError, Status, get_language
+from sandbox import Image, SandboxError, SourceFile, Stage, Status, get_language
 from server.audit import audit
 from server.auth import TokenError, Tokens, bearer_token
 from server.errors import ProtocolError, describe
 from server.protocol import (
     CLIENT_MESSAGE,
     CLIENT_TYPES,
+    AttachMessage,
     EofMessage,
     ErrorMessage,
     ExitMessage,
+    ImageMessage,
     LimitMessage,
     OutputMessage,
     PrepareMessage,
     Queued,
     RunMessage,
     SignalMessage,
+    StageMessage,
     Started,
     StdinAck,
     StdinMessage,
+    TestCaseModel,
+    TestMessage,
 )
+from server.reattach import Channel, LiveRuns
 from server.runs import Execution, RunService, RunSpec
+from server.testrun import TestCase, TestResult, elapsed_since, run_tests, store
 from storage import Database
 
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
+TAKEN_OVER = 4000
+"""Close code of a socket whose run another socket attached to (a second tab, a reload)."""
 
-Phase = Literal["idle", "queued", "starting", "running"]
+Phase = Literal["idle", "queued", "starting", "running", "testing"]
 
 
 class Session:
@@ -55,6 +68,7 @@ class Session:
         tokens: Tokens,
         db: Database,
         on_language: Callable[[], None] = lambda: None,
+        live: LiveRuns | None = None,
     ) -> None:
         self.websocket = websocket
         self.user_id = user_id
@@ -79,6 +93,9 @@ class Session:
         """Input sent before the run started (it may wait for its turn), given to it then."""
         self._held_bytes = 0
         self._send_lock = asyncio.Lock()
+        self._live = live or LiveRuns(grace=0, replay_bytes=0)
+        self._channel: Channel | None = None
+        """The run this socket holds, started here or attached to."""
 
     # Receiving ------------------------------------------------------------------------------
 
@@ -141,8 +158,15 @@ class Session:
                 self._choose(message.language)
                 self._start(message)
             return
+        if isinstance(message, AttachMessage):
+            if await self._authorized():
+                await self._attach(message.run_id)
+            return
         if self._phase == "queued" and isinstance(message, SignalMessage):
             await self._leave_queue()
+            return
+        if self._phase == "testing":
+            await self._during_tests(message)
             return
         if self._phase in ("queued", "starting") and not isinstance(message, SignalMessage):
             self._hold(message)
@@ -163,7 +187,7 @@ class Session:
         """Whether the socket's token and user are still good; if not, say so and close."""
         try:
             claims = self._tokens.decode(self._token)
-            if claims.user_id != self.user_id or await self._db.get_user(self.user_id) is None:
+            if claims.user_id != self.user_id or not await self._db.user_exists(self.user_id):
                 raise TokenError("the token's user does not exist any more")
         except TokenError as exc:
             if exc.code != "token_expired":
@@ -193,10 +217,15 @@ class Session:
             timeout=message.timeout,
             project_id=message.project_id,
             save_history=message.save_history,
+            files=tuple(SourceFile(f.name, f.content) for f in message.files or ()),
         )
+        self.execution = None
+        if message.tests is not None:
+            self._phase = "testing"
+            self._relay = asyncio.create_task(self._run_tests(spec, message.tests))
+            return
         # The run waits for its slot in a task of its own: meanwhile this socket's frames
         # are still read, so a Stop or a disconnect takes it out of the queue.
-        self.execution = None
         self._phase = "queued"
         self._launched.clear()
         self._relay = asyncio.create_task(self._run(spec))
@@ -220,17 +249,63 @@ class Session:
             if self.execution is None:
                 self._phase, self._held, self._held_bytes = "idle", [], 0
                 self._launched.set()
+        channel = self._channel = self._live.open(self.execution, self)
         try:
             await self._give_held(self.execution)
         finally:
             self._phase = "running"
             self._launched.set()
-        if self._leaving:  # the client left while the run was starting
+        # The client left while the run was starting: it waits for an attach, or ends.
+        if self._leaving and not self._live.detach(channel, self):
             await self.execution.run.kill()
         try:
-            await self._relay_run(self.execution)
+            await self._relay_run(self.execution, channel)
         finally:
             self._phase = "idle"
+            self._live.ended(channel)
+
+    async def _run_tests(self, spec: RunSpec, tests: list[TestCaseModel]) -> None:
+        """Run the program once per test; a ``test`` frame each, in order, then ``exit``."""
+        cases = [TestCase(**test.model_dump()) for test in tests]
+        start = time.monotonic()
+        results: list[TestResult] = []
+        concurrency = self.runs.test_concurrency
+        try:
+            async for result in run_tests(self.runs, self.user_id, spec, cases, concurrency):
+                results.append(result)
+                await self.send(TestMessage(**dataclasses.asdict(result)))
+        except SandboxError as exc:
+            await self.send(ErrorMessage(code=exc.code, message=exc.message))
+            return
+        finally:
+            self._phase = "idle"
+        took = elapsed_since(start)
+        execution_id = await store(self.runs, self.user_id, spec, results, took)
+        passed = sum(r.passed for r in results)
+        await self.send(
+            ExitMessage(
+                run_id=uuid.uuid4().hex,
+                status=Status.SUCCESS if passed == len(results) else Status.ERROR,
+                exit_code=None,
+                signal=None,
+                execution_time=took,
+                output_truncated=any(r.status is Status.OUTPUT_LIMIT for r in results),
+                execution_id=execution_id,
+                tests_passed=passed,
+                tests_total=len(results),
+            )
+        )
+
+    async def _during_tests(self, message: BaseModel) -> None:
+        """Test runs take no input (each test has its own); a Stop ends them all."""
+        if not isinstance(message, SignalMessage):
+            raise ProtocolError(
+                "no_active_run", "a test run takes no input: each test gives its own stdin"
+            )
+        assert self._relay is not None
+        self._relay.cancel()
+        await self._settle()
+        await self.send(ErrorMessage(code="run_cancelled", message="the tests were stopped"))
 
     def _hold(self, message: BaseModel) -> None:
         assert isinstance(message, StdinMessage | EofMessage)
@@ -269,34 +344,45 @@ class Session:
             )
         )
 
-    async def _relay_run(self, execution: Execution) -> None:
-        """Send one run's frames: started, output as it comes, limit, and exit exactly once."""
+    async def _relay_run(self, execution: Execution, channel: Channel) -> None:
+        """Send one run's frames: started, output as it comes, limit, and exit exactly once.
+
+        They go through the run's channel, to whichever socket holds the run by then.
+        """
         run = execution.run
-        await self.send(
+        await channel.send(
             Started(
                 run_id=run.id,
                 language=run.language.id,
                 version=run.version,
                 stdin_window=run.stdin_window,
-                execution_id=execution.record_id,
-            )
+                execution_id=execution.record_id,  # None while its row is still being written
+            ),
+            keep=False,
         )
-        acks = asyncio.create_task(self._acknowledge(execution))
+        acks = asyncio.create_task(self._acknowledge(execution, channel))
         try:
-            async for stream, text in execution.output():
-                await self.send(OutputMessage(stream=stream, data=text))
+            async for item in execution.output():
+                if isinstance(item, Stage):
+                    await channel.send(StageMessage(stage=item.stage))
+                    continue
+                if isinstance(item, Image):
+                    await channel.send(self._image_frame(item))
+                    continue
+                stream, text = item
+                await channel.send(OutputMessage(stream=stream, data=text))
             result, execution_id = await self.runs.finish(execution)
         finally:
             acks.cancel()
         if result.status is Status.OUTPUT_LIMIT:
-            await self.send(
+            await channel.send(
                 LimitMessage(
                     limit="output",
                     message=f"output passed {self.runs.backend.limits.output_bytes} bytes: "
                     "the rest was cut and the program stopped",
                 )
             )
-        await self.send(
+        await channel.send(
             ExitMessage(
                 run_id=run.id,
                 status=result.status,
@@ -305,10 +391,23 @@ class Session:
                 execution_time=result.execution_time,
                 output_truncated=result.output_truncated,
                 execution_id=execution_id,
+                compile_time=result.compile_time,
+                cpu_time=result.cpu_time,
+                memory_peak=result.memory_peak,
             )
         )
 
-    async def _acknowledge(self, execution: Execution) -> None:
+    def _image_frame(self, image: Image) -> ImageMessage | LimitMessage:
+        if image.data is not None:
+            return ImageMessage(mime="image/png", data=base64.b64encode(image.data).decode())
+        limits = self.runs.backend.limits
+        return LimitMessage(
+            limit="image",
+            message=f"plots are limited to {limits.images} per run of at most "
+            f"{limits.image_bytes} bytes each: the rest were not sent",
+        )
+
+    async def _acknowledge(self, execution: Execution, channel: Channel) -> None:
         """Tell the client how much of its input the program took: its window moves on.
 
         Acknowledgements coalesce: each one carries the running total when it is sent.
@@ -316,18 +415,53 @@ class Session:
         taken = 0
         while True:
             taken = await execution.run.stdin_taken(taken)
-            await self.send(StdinAck(bytes=taken))
+            await channel.send(StdinAck(bytes=taken), keep=False)
 
     async def _abandon(self) -> None:
-        """Kill the program, and wait until its run is stored and its exit frame sent."""
+        """The socket is gone: a queued run leaves the queue; a live one is detached (it
+        waits for its owner to attach, server/reattach.py) or, without a grace, killed and
+        waited for until it is stored."""
         if self._relay is None:
             return
         self._leaving = True
-        if self._phase == "queued":
+        if self._phase in ("queued", "testing"):
             self._relay.cancel()
+        elif self._phase == "starting" and self._live.grace > 0:
+            return  # once started, the run detaches itself (see _run)
+        elif self._channel is not None and self._live.detach(self._channel, self):
+            return
         elif self.execution is not None:
             await self.execution.run.kill()
         await self._settle()
+
+    # Reattach -------------------------------------------------------------------------------
+
+    async def _attach(self, run_id: str) -> None:
+        """Take over a live run of this user's: ``attached``, its replay, then live frames."""
+        if self._relay is not None and not self._relay.done():
+            raise ProtocolError("run_active", "this socket has a run: wait for its exit frame")
+        channel = self._live.find(run_id, self.user_id)
+        if channel is None:
+            raise ProtocolError("run_not_found", f"no live run {run_id!r} of yours on this server")
+        self._channel, self.execution, self._relay = channel, channel.execution, channel.task
+        self._phase = "running"
+        self._launched.set()
+        await channel.attach(self)
+        if channel.ended:  # it ended while detached: the replay held its exit
+            self._live.ended(channel)
+
+    async def displace(self) -> None:
+        """Another socket attached to this one's run: it is that socket's now."""
+        self._channel, self.execution, self._relay = None, None, None
+        self._phase = "idle"
+        await self.send(
+            ErrorMessage(
+                code="run_attached_elsewhere",
+                message="the run was attached from another socket (a reload or another tab)",
+            )
+        )
+        with contextlib.suppress(Exception):
+            await self.websocket.close(TAKEN_OVER, reason="the run was attached elsewhere")
 
     async def _settle(self) -> None:
         """Wait until the run's task is over, however it ended."""

@@ -58,6 +58,7 @@ async def code_socket(websocket: WebSocket) -> None:
         tokens=state.tokens,
         db=state.db,
         on_language=state.count_languages,
+        live=state.live,
     )
     # Counted from here, before the first await, so sockets opened at once cannot pass the cap.
     state.sessions.add(session)

@@ -6,13 +6,14 @@ and get typed records back.
 
 from storage.database import Database
 from storage.errors import CursorNotFound, StorageError, UsernameTaken
-from storage.models import CodeExecution, Instance, User
+from storage.models import CodeExecution, Instance, RunSlot, User
 
 __all__ = [
     "CodeExecution",
     "CursorNotFound",
     "Database",
     "Instance",
+    "RunSlot",
     "StorageError",
     "User",
     "UsernameTaken",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, or_, text, update
+import asyncpg
+from sqlalchemy import event, func, insert, literal, or_, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -17,9 +19,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrations
 from storage.errors import CursorNotFound, UsernameTaken
-from storage.models import USER, CodeExecution, Instance, User, utc_now
+from storage.models import USER, CodeExecution, Instance, RunSlot, User, UTCDateTime, utc_now
+
+USER_EXISTS = "SELECT 1 FROM users WHERE id = ?"
 
 HEALTH_TIMEOUT = 5.0
+SLOTS_CHANNEL = "execstream_slots"
+"""PostgreSQL channel on which a freed slot is announced to every replica."""
+SLOTS_LOCK = 0x65786563_0002
+"""PostgreSQL advisory lock key held while a slot is counted and taken (any number no other
+code uses): one admission at a time across replicas, each a millisecond or two."""
 RUNNING = "running"
 INTERRUPTED = "interrupted"
 
@@ -30,10 +39,15 @@ class Database:
     Safe to share between tasks: every operation has its own session and connection.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url: URL = make_url(url)
+        self.pool_size = pool_size
+        """Connections kept open to a database server (SQLite has one, see ``open``)."""
         self._engine: AsyncEngine | None = None
+        self._reader: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._reads: async_sessionmaker[AsyncSession] | None = None
+        self._quick: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         """Connect, and bring the schema to the newest migration."""
@@ -44,7 +58,11 @@ class Database:
         # sleeps in growing steps (up to 100 ms) before it tries again: under a burst of
         # runs, each storing its record, those sleeps were most of a run's start. One
         # connection queues the operations instead (each takes a millisecond or two).
-        options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if is_sqlite else {}
+        options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0}
+        if not is_sqlite:
+            # Connections beyond the pool are closed when given back, and a new one costs
+            # tens of milliseconds: a burst of admissions must find theirs open.
+            options = {"pool_size": self.pool_size, "max_overflow": self.pool_size}
         engine = create_async_engine(self.url, **options)
         if is_sqlite:
             event.listen(engine.sync_engine, "connect", _configure_sqlite)
@@ -57,11 +75,20 @@ class Database:
         self._engine = engine
         # Records are handed out after their session is gone, so keep them loaded.
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self._reader = _reader(engine, self.url) if is_sqlite else engine
+        self._reads = async_sessionmaker(self._reader, class_=AsyncSession, expire_on_commit=False)
+        self._quick = _quick_reader(self.url) if is_sqlite else None
 
     async def close(self) -> None:
         if self._engine is None:
             return
-        engine, self._engine, self._sessions = self._engine, None, None
+        engine, reader = self._engine, self._reader
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
+        self._engine = self._reader = self._sessions = self._reads = None
+        if reader is not None and reader is not engine:
+            await reader.dispose()
         await engine.dispose()
 
     async def revision(self) -> str | None:
@@ -98,8 +125,18 @@ class Database:
         return user
 
     async def get_user(self, user_id: int) -> User | None:
-        async with self._session() as session:
+        async with self._read_session() as session:
             return await session.get(User, user_id)
+
+    async def user_exists(self, user_id: int) -> bool:
+        """Asked before every run, so kept lean: beside the writer, never queued behind it."""
+        if self._quick is not None:
+            return self._quick.execute(USER_EXISTS, (user_id,)).fetchone() is not None
+        if self._reader is None:
+            raise RuntimeError("the database is not open")
+        async with self._reader.connect() as conn:
+            found = await conn.scalar(select(User.id).where(User.id == user_id))  # type: ignore[arg-type]
+        return found is not None
 
     async def get_user_by_name(self, username: str) -> User | None:
         async with self._session() as session:
@@ -125,6 +162,9 @@ class Database:
         output_truncated: bool = False,
         created_at: datetime | None = None,
         instance_id: str | None = None,
+        files: list[dict[str, str]] | None = None,
+        compile_output: str | None = None,
+        compile_time: float | None = None,
     ) -> CodeExecution:
         """Store one run (a finished one, or one ``running`` from its start); with its id."""
         record = CodeExecution(
@@ -142,6 +182,9 @@ class Database:
             output_truncated=output_truncated,
             created_at=created_at or utc_now(),
             instance_id=instance_id,
+            files=files,
+            compile_output=compile_output,
+            compile_time=compile_time,
         )
         async with self._session() as session:
             session.add(record)
@@ -254,7 +297,11 @@ class Database:
             .group_by(col(runs.language), col(runs.status))
             .order_by(col(runs.language), col(runs.status))
         )
-        day = func.date(col(runs.created_at)).label("day")
+        started: Any = col(runs.created_at)
+        if self.url.get_backend_name() == "postgresql":
+            # PostgreSQL would take the day in the session's time zone; ours is UTC's.
+            started = func.timezone("UTC", started)
+        day = func.date(started).label("day")
         by_day = (
             select(day, runs.language, func.count().label("count"))
             .where(col(runs.created_at) >= since)
@@ -409,10 +456,117 @@ class Database:
             await session.commit()
         return int(result.rowcount)
 
+    # Run slots shared by the replicas
+
+    async def take_slot(
+        self, instance_id: str, user_id: int, max_runs: int, max_per_user: int
+    ) -> int | None:
+        """Take a run slot for ``user_id`` if the slots of live instances leave room under
+        both caps; its id, or None when full. Atomic across replicas: on PostgreSQL an
+        advisory lock orders the count and the insert; SQLite lets one writer in at a time,
+        and ``BEGIN IMMEDIATE`` is not needed since one process holds one connection."""
+        now = utc_now()
+        live = select(Instance.id).where(col(Instance.expires_at) > now)
+        ours = col(RunSlot.instance_id).in_(live)
+        taken = select(func.count()).where(ours).scalar_subquery()
+        mine = select(func.count()).where(ours, col(RunSlot.user_id) == user_id).scalar_subquery()
+        # One statement counts and inserts: the lock is held for a single round trip.
+        room = select(literal(instance_id), literal(user_id), literal(now, UTCDateTime())).where(
+            taken < max_runs, mine < max_per_user
+        )
+        take = (
+            insert(RunSlot)
+            .from_select(["instance_id", "user_id", "taken_at"], room)
+            .returning(col(RunSlot.id))
+        )
+        async with self._session() as session:
+            connection = await session.connection()
+            if self.url.get_backend_name() == "postgresql":
+                # Taken before the statement starts: READ COMMITTED then sees every slot
+                # committed by whoever held the lock before us.
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                await connection.execute(lock, {"key": SLOTS_LOCK})
+            slot = (await connection.execute(take)).scalar_one_or_none()
+            await session.commit()
+        return slot
+
+    async def free_slot(self, slot_id: int) -> None:
+        """Give a slot back; on PostgreSQL every replica listening hears it at commit."""
+        async with self._session() as session:
+            await session.exec(delete(RunSlot).where(col(RunSlot.id) == slot_id))
+            if self.url.get_backend_name() == "postgresql":
+                connection = await session.connection()
+                await connection.execute(text(f"NOTIFY {SLOTS_CHANNEL}"))
+            await session.commit()
+
+    async def listen_for_freed_slots(
+        self, callback: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """PostgreSQL: call ``callback`` whenever any replica frees a slot, on a connection
+        of its own (a listening connection cannot go back to the pool); returns what closes
+        it. None on other databases, where no one else frees slots."""
+        if self.url.get_backend_name() != "postgresql":
+            return None
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(dsn)
+        await connection.add_listener(SLOTS_CHANNEL, lambda *_: callback())
+        return connection.close  # type: ignore[no-any-return]
+
+    async def forget_slots(self, keep: str) -> int:
+        """Delete the slots of instances without a live lease (they count no more), never
+        those of ``keep``; how many there were."""
+        live = select(Instance.id).where(col(Instance.expires_at) > utc_now())
+        query = (
+            delete(RunSlot)
+            .where(col(RunSlot.instance_id) != keep)
+            .where(col(RunSlot.instance_id).not_in(live))
+        )
+        async with self._session() as session:
+            result = await session.exec(query)
+            await session.commit()
+        return int(result.rowcount)
+
     def _session(self) -> AsyncSession:
         if self._sessions is None:
             raise RuntimeError("the database is not open")
         return self._sessions()
+
+    def _read_session(self) -> AsyncSession:
+        if self._reads is None:
+            raise RuntimeError("the database is not open")
+        return self._reads()
+
+
+def _reader(writer: AsyncEngine, url: URL) -> AsyncEngine:
+    """Connections for reads that must not wait behind the one writing connection.
+
+    In WAL mode a reader never takes the write lock, so several of them cannot make the
+    writer sleep in SQLite's busy handler. An in-memory database is one per connection:
+    it keeps the writer's.
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return writer
+    reader = create_async_engine(url, pool_size=4, max_overflow=0)
+    event.listen(reader.sync_engine, "connect", _configure_sqlite)
+    return reader
+
+
+def _quick_reader(url: URL) -> sqlite3.Connection | None:
+    """A read-only connection used on the event loop itself, for the check before each run.
+
+    Going through a thread costs a few hand-offs of a fraction of a millisecond each, more
+    than the read: an indexed lookup in WAL mode takes microseconds and never waits for a
+    writer (the busy timeout bounds the rare wait on a checkpoint). Each read is its own
+    transaction (autocommit), so it sees what other processes committed.
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    uri = Path(database).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=20")
+    return conn
 
 
 def _make_parent_folder(url: URL) -> None:

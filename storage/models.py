@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Index, Text, TypeDecorator
+from sqlalchemy import JSON, DateTime, Dialect, Index, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -98,6 +98,12 @@ class CodeExecution(SQLModel, table=True):
     instance_id: str | None = None
     """The server instance that ran it: while its status is ``running``, that instance's lease
     says whether it still can end it."""
+    files: list[dict[str, str]] | None = Field(default=None, sa_type=JSON)
+    """The program's other files ({"name", "content"}) beside ``code``, its entry file."""
+    compile_output: str | None = Field(default=None, sa_type=Text)
+    """The compiler's messages, as delivered (compiled languages only)."""
+    compile_time: float | None = None
+    """Seconds of the compile stage; ``execution_time`` counts the run stage only."""
 
 
 class Instance(SQLModel, table=True):
@@ -116,3 +122,20 @@ class Instance(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     heartbeat_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class RunSlot(SQLModel, table=True):
+    """A run slot taken by one instance for one user's run, from admission to its end.
+
+    Replicas sharing a database count these to hold the per-user and global caps together;
+    a slot counts only while its instance's lease is alive, so a dead replica's slots stop
+    counting when its lease expires (and the sweep deletes them).
+    """
+
+    __tablename__ = "run_slots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str = Field(index=True)
+    user_id: int = Field(index=True)
+    """No foreign key: a slot lives seconds, and taking one must stay a single insert."""
+    taken_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Docker engine, and a check that no container outlives the suite."""
+"""Shared fixtures: the real Docker engine, a real PostgreSQL, and a check that no container
+outlives the suite."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiodocker
 import pytest
 
 from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
 from server.config import Settings
+from tests.postgres import PostgresServer
 from tests.server import ServerProcess
 
 # Every server and backend this suite starts names its containers with this prefix (servers
@@ -125,13 +128,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL 15 server for the session, in a temporary folder, on loopback."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file (its folder not made yet), and a fresh
+    database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'execstream.db'}"
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    return postgres.new_database()
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One real server for the whole session (uvicorn in a subprocess, real engine, SQLite).
 
     It logs at ``info``, so every request's access line is formatted; the suite fails if its
     output holds a logging error or a traceback: nothing the tests do should crash anything.
     """
-    process = ServerProcess(tmp_path_factory.mktemp("server"), EXECSTREAM_LOG_LEVEL="info")
+    # Without a reattach grace, a closed socket kills its run at once: the tests of that
+    # behaviour run here; tests/test_reattach.py starts servers with a grace of their own.
+    process = ServerProcess(
+        tmp_path_factory.mktemp("server"),
+        EXECSTREAM_LOG_LEVEL="info",
+        EXECSTREAM_REATTACH_SECONDS="0",
+    )
     yield process.start()
     process.stop()
     log = process.log.read_text()

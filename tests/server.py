@@ -39,6 +39,9 @@ class ServerProcess:
             "EXECSTREAM_PORT": str(self.port),
             "EXECSTREAM_DATA_DIR": str(data_dir),
             "EXECSTREAM_LOG_LEVEL": "warning",
+            # A closed socket kills its run at once, as before reattach: tests of caps and
+            # queues open and close sockets back to back. Reattach's tests set their grace.
+            "EXECSTREAM_REATTACH_SECONDS": "0",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -361,3 +362,150 @@ async def _counts(owner: str, python: int, javascript: int) -> bool:
         python,
         javascript,
     )
+
+
+async def test_a_two_file_program_in_tabs(page: Page, server: ServerProcess) -> None:
+    await sign_up(page, server)
+    await set_code(page, "python", "from util import twice\nprint('twice 21 is', twice(21))\n")
+    tabs = page.get_by_test_id("file-tabs")
+    await expect(tabs.get_by_role("tab")).to_have_text(["main.py"])
+    page.once("dialog", lambda dialog: dialog.accept("util.py"))
+    await page.get_by_test_id("file-add").click()
+    await expect(tabs.get_by_role("tab")).to_have_text(["main.py", "util.py"])
+    await expect(tabs.get_by_role("tab", name="util.py")).to_have_attribute("aria-selected", "true")
+    # The editor now shows the new file.
+    await page.evaluate(
+        "code => monaco.editor.getEditors()[0].setValue(code)", "def twice(x):\n    return 2 * x\n"
+    )
+    await tabs.get_by_role("tab", name="main.py").click()
+    assert "from util import" in await page.evaluate(
+        "() => monaco.editor.getEditors()[0].getValue()"
+    )
+    await page.click("#run")
+    await expect_terminal(page, "twice 21 is 42")
+    await expect_status(page, "success")
+    # The tabs survive a reload (saved like the draft).
+    await page.reload()
+    await expect(page.get_by_test_id("file-tabs").get_by_role("tab")).to_have_text(
+        ["main.py", "util.py"], timeout=RUN_TIMEOUT
+    )
+
+
+async def test_a_c_compile_error_shows_in_the_compiler_pane(
+    page: Page, server: ServerProcess
+) -> None:
+    await sign_up(page, server)
+    await set_code(page, "c", '#include <stdio.h>\nint main(void) { puts("hi") return 0; }\n')
+    await page.click("#run")
+    await expect_status(page, "compile_error")
+    pane = page.get_by_test_id("compiler-pane")
+    await expect(pane).to_be_visible()
+    await expect(page.get_by_test_id("compiler")).to_contain_text("error: expected")
+    await expect(page.locator("#compiler-title")).to_have_text("Compile error")
+    await expect(page.locator("#status-state")).to_have_text("Compile error")
+    # The program's output panel holds no compiler message, only the run's summary.
+    assert "error: expected" not in await terminal_text(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "compile-error.png"))
+
+    # A good program then runs: the pane goes away, the output shows.
+    await set_code(page, "c", '#include <stdio.h>\nint main(void) { puts("built"); return 0; }\n')
+    await page.click("#run")
+    await expect_terminal(page, "built")
+    await expect_status(page, "success")
+    await expect(pane).to_be_hidden()
+
+
+async def test_each_language_has_its_highlighting_and_examples(
+    page: Page, server: ServerProcess
+) -> None:
+    await sign_up(page, server)
+    token = server.new_user()[1]
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        languages = (await client.get(f"{server.url}/api/v1/code/languages")).json()
+    # Every language's Monaco mode is one Monaco knows (loaded from web/node_modules).
+    known = await page.evaluate("monaco.languages.getLanguages().map(l => l.id)")
+    assert {lang["monaco"] for lang in languages} <= set(known)
+
+    # Switching to Ruby loads its hello world, highlighted as Ruby; running it prints.
+    ruby = next(lang for lang in languages if lang["id"] == "ruby")
+    await page.select_option("#language", "ruby")
+    editor = "monaco.editor.getEditors()[0]"
+    assert await page.evaluate(f"{editor}.getValue()") == ruby["examples"]["hello"]
+    assert await page.evaluate(f"{editor}.getModel().getLanguageId()") == "ruby"
+    kinds = await page.evaluate(
+        f"monaco.editor.tokenize({editor}.getValue(), 'ruby').flat().map(t => t.type)"
+    )
+    # Ruby's grammar is loaded: `def` is a keyword, the greeting a string (not plain text).
+    assert "keyword.def.ruby" in kinds
+    assert any(kind.startswith("string") and kind.endswith(".ruby") for kind in kinds)
+    await page.click("#run")
+    await expect_terminal(page, "Hello, world!")
+    await expect_status(page, "success")
+
+    # The input example asks, the student answers in the output panel.
+    await page.click("#input-example")
+    assert await page.evaluate(f"{editor}.getValue()") == ruby["examples"]["input"]
+    await page.click("#run")
+    await expect_terminal(page, "What is your name? ")
+    await page.click("#terminal")
+    await page.keyboard.type("Ada")
+    await page.keyboard.press("Enter")
+    await expect_terminal(page, "Hello, Ada!")
+    await expect_status(page, "success")
+
+
+async def test_a_reload_brings_the_running_program_back(page: Page, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, EXECSTREAM_REATTACH_SECONDS="60").start()
+    try:
+        await sign_up(page, server)
+        code = 'print("before", flush=True)\nname = input("Name? ")\nprint(f"Hello, {name}!")\n'
+        await set_code(page, "python", code)
+        await page.click("#run")
+        await expect_terminal(page, "Name? ")
+        await page.reload()
+        # The program kept running: its output so far is replayed, and it still reads.
+        await expect_terminal(page, "before")
+        await expect_terminal(page, "Name? ")
+        await page.click("#terminal")
+        await page.keyboard.type("Ada")
+        await page.keyboard.press("Enter")
+        await expect_terminal(page, "Hello, Ada!")
+        await expect_status(page, "success")
+    finally:
+        server.stop()
+
+
+async def test_a_plot_appears_and_a_failing_test_case_shows_its_diff(
+    page: Page, server: ServerProcess
+) -> None:
+    await sign_up(page, server)
+    await set_code(
+        page, "python", "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()\n"
+    )
+    await page.click("#run")
+    await expect_status(page, "success")
+    plot = page.locator("[data-testid=plot]")
+    await expect(plot).to_have_count(1)
+    width = await plot.evaluate("img => img.complete && img.naturalWidth")
+    assert width > 100  # a real PNG, decoded by the browser
+
+    await set_code(page, "python", "n = int(input())\nprint(n * 2)\n")
+    await page.click("#tests-panel summary")
+    for name, stdin, expected in (("doubles", "2", "4"), ("wrong", "3", "7")):
+        await page.click("#add-test")
+        row = page.locator("[data-testid=test-row]").last
+        await row.locator("[data-field=name]").fill(name)
+        await row.locator("[data-field=stdin]").fill(stdin)
+        await row.locator("[data-field=expected]").fill(expected)
+    await page.click("#run-tests")
+    results = page.locator("[data-testid=test-result]")
+    await expect(results).to_have_count(2, timeout=RUN_TIMEOUT)
+    await expect(results.nth(0)).to_have_attribute("data-passed", "true")
+    await expect(results.nth(1)).to_have_attribute("data-passed", "false")
+    diff = results.nth(1).locator("[data-testid=test-diff]")
+    await expect(diff).to_contain_text("-7")
+    await expect(diff).to_contain_text("+6")
+    await expect(plot).to_have_count(0)  # a new run starts with a clean output
+    await expect_status(page, "error")
+    await expect(page.locator("[data-testid=test-summary]")).to_have_text("1/2 tests passed")

@@ -388,7 +388,9 @@ def test_not_ready_is_a_503_that_names_the_part_but_not_the_engines_error(tmp_pa
     assert ready.status_code == 503
     body = ready.json()
     assert body["status"] == "unavailable"
-    assert body["pool"]["ok"] is False and body["pool"]["warm"] == 0
+    # Runs ask for 200 CPUs and fail; compile containers have a CPU share of their own
+    # (capped at the engine's cores), so some warm ones may be there.
+    assert body["pool"]["ok"] is False
     assert body["pool"]["failing"]  # names the runtimes whose warm sandboxes fail
     assert body["engine"]["ok"] and body["database"]["ok"]
     assert "cpu" not in ready.text.lower()

@@ -71,8 +71,17 @@ async def start_run(server: ServerProcess, token: str, code: str) -> tuple[Clien
     await ws.send(json.dumps({"type": "run", "language": "python", "code": code}))
     started = json.loads(await ws.recv())
     assert started["type"] == "started"
-    assert isinstance(started["execution_id"], int)  # stored from the start
-    return ws, started["execution_id"]
+
+    # Stored from the start: the started frame names the record when its row was written
+    # first; either way the history shows it as running while the program runs.
+    async def running() -> list[int]:
+        records = await asyncio.to_thread(history, server, token)
+        return [r["id"] for r in records if r["status"] == "running"]
+
+    await until(lambda: running(), seconds=5)
+    ids = await running()
+    assert len(ids) == 1 and started["execution_id"] in (None, ids[0])
+    return ws, ids[0]
 
 
 async def read_until(ws: ClientConnection, text: str) -> str:

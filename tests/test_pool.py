@@ -11,6 +11,7 @@ import pytest
 
 from sandbox import LANGUAGES, BackendUnavailable, RunRequest, Status
 from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
+from sandbox.languages import sandboxes
 from server.config import Settings
 from tests.conftest import SUITE, engine_runtimes, managed_containers, wait_gone
 from tests.hanging_engine import HangingEngine
@@ -38,9 +39,7 @@ async def warm(request: pytest.FixtureRequest, settings: Settings):
 
 async def filled(backend: DockerBackend) -> None:
     async with asyncio.timeout(30):
-        while any(
-            backend.pool.idle(lang) < backend.pool.target(lang) for lang in LANGUAGES.values()
-        ):
+        while any(backend.pool.idle(lang) < backend.pool.target(lang) for lang in sandboxes()):
             await asyncio.sleep(0.05)
 
 
@@ -91,7 +90,7 @@ async def test_wall_time_counts_from_when_the_program_arrived(warm: DockerBacken
 
 async def test_a_warm_container_that_died_is_replaced_by_a_cold_one(warm: DockerBackend) -> None:
     python = LANGUAGES["python"]
-    for _, process in list(warm.pool._lanes[python.launcher].idle):
+    for _, process in list(warm.pool._lanes[python.sandbox].idle):
         await process.container.kill()  # type: ignore[attr-defined]
     await asyncio.sleep(0.3)
     run = await warm.start(RunRequest("python", "print('fine')"))
@@ -104,7 +103,9 @@ async def test_close_removes_every_idle_container(settings: Settings) -> None:
     await backend.open()
     await filled(backend)
     idle = [p.id for lane in backend.pool._lanes.values() for _, p in lane.idle]  # type: ignore[attr-defined]
-    assert len(idle) == 4  # two for Python, two for Node.js
+    # Two for each kind of container: Python, Node.js, compiled programs' runs (Java's with
+    # its own limits) and their compile containers.
+    assert len(idle) == 2 * len(sandboxes())
     await backend.close()
     assert not set(idle) & set(await managed_containers())
 

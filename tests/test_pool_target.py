@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from sandbox import LANGUAGES
 from sandbox.gate import Gate
+from sandbox.languages import compiler, sandboxes
 from sandbox.pool import Pool, allocate, wanted
 from sandbox.run import Process
 from server.config import Settings, explain
@@ -82,7 +83,12 @@ async def made(language: object) -> Process:
 
 
 async def test_targets_follow_sessions_and_the_budget() -> None:
-    pool = Pool(made, 2, 64, memory_bytes=200, cost=lambda lang: 5 if lang is PYTHON else 10)
+    # 200 bytes for Python and Node.js, on top of the floors (2 each, 10 bytes) of every other
+    # kind of container.
+    others = 2 * 10 * (len(sandboxes()) - 2)
+    pool = Pool(
+        made, 2, 64, memory_bytes=200 + others, cost=lambda lang: 5 if lang is PYTHON else 10
+    )
     pool.start()
     try:
         assert pool.target(PYTHON) == 2 and pool.target(NODE) == 2
@@ -103,9 +109,12 @@ async def test_reserve_grants_within_the_budget_and_ends() -> None:
     pool = Pool(made, 2, 64, memory_bytes=200, cost=lambda lang: 10)
     pool.start()
     try:
-        # Floors: 2 + 2 for the minimums (40 bytes), so 16 more fit.
-        assert pool.reserve(PYTHON, 50, 0.3) == 16
-        assert pool.target(PYTHON) == 18
+        # Floors: 2 for each kind of container (Python, Node.js, the compiled languages' runs
+        # and compile containers), 10 bytes each; what is left of 200 goes to Python.
+        granted = (200 - 2 * len(sandboxes()) * 10) // 10
+        assert granted > 0
+        assert pool.reserve(PYTHON, 50, 0.3) == granted
+        assert pool.target(PYTHON) == 2 + granted
         assert pool.reserve(NODE, 5, 0.3) == 0  # nothing left
         await asyncio.sleep(0.4)
         pool.demand("python", 0)  # any look at demand drops ended reservations
@@ -131,7 +140,7 @@ async def test_dead_idle_sandboxes_are_never_handed_out() -> None:
         async with asyncio.timeout(5):
             while pool.idle(PYTHON) < 2:
                 await asyncio.sleep(0.01)
-        dead = [p for _, p in pool._lanes[PYTHON.launcher].idle]
+        dead = [p for _, p in pool._lanes[PYTHON.sandbox].idle]
         for process in dead:
             process.live = False  # type: ignore[attr-defined]
         assert pool.take(PYTHON) is None  # both were dead: a miss, the run starts cold
@@ -219,3 +228,17 @@ def test_pool_settings_have_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "EXECSTREAM_ENGINE_CONCURRENCY=0 is refused: allowed range 1..256" in explain(
         refused.value
     )
+
+
+async def test_a_compiled_language_reserves_compile_containers_too() -> None:
+    c = LANGUAGES["c"]
+    pool = Pool(made, 1, 64)
+    pool.start()
+    try:
+        assert pool.reserve(c, 5, 60) == 5
+        assert pool.target(c) == 6
+        assert pool.target(compiler(c)) == 6
+        pool.demand("c", 9)  # nine editors on C: nine of each
+        assert pool.target(c) == pool.target(compiler(c)) == 9
+    finally:
+        await pool.close()

@@ -24,6 +24,10 @@ EXECUTE_FIELDS = {
     "signal",
     "execution_id",
     "output_truncated",
+    "compile_output",
+    "compile_time",
+    "cpu_time",
+    "memory_peak",
 }
 RECORD_FIELDS = {
     "id",
@@ -38,6 +42,9 @@ RECORD_FIELDS = {
     "status",
     "execution_time",
     "output_truncated",
+    "files",
+    "compile_output",
+    "compile_time",
     "created_at",
 }
 
@@ -160,6 +167,7 @@ def test_execute_response_field_by_field(server: ServerProcess, user) -> None:
         assert body["signal"] is None
         assert body["output_truncated"] is False
         assert isinstance(body["execution_time"], float) and body["execution_time"] > 0
+        assert 0 <= body["cpu_time"] < 5 and 0 <= body["memory_peak"] < 64 * 1024 * 1024
         record = client.get(f"/api/v1/code/history/{body['execution_id']}").json()
     assert set(record) == RECORD_FIELDS
     assert record["project_id"] == 7
@@ -359,11 +367,36 @@ async def test_input_typed_into_a_run_is_kept_in_history(server: ServerProcess, 
 def test_languages(server: ServerProcess, user) -> None:
     with api(server, user[1]) as client:
         languages = {lang["id"]: lang for lang in client.get("/api/v1/code/languages").json()}
-    assert set(languages) == {"python", "javascript", "typescript"}
-    assert languages["python"]["version"].startswith("3.11.")
-    assert languages["javascript"]["version"].startswith("18.")
+    assert set(languages) >= {
+        "python",
+        "javascript",
+        "typescript",
+        "ruby",
+        "bash",
+        "php",
+        "lua",
+        "c",
+        "cpp",
+        "java",
+        "go",
+        "rust",
+    }
+    # Versions as the image has them; each with the editor's mode.
+    for id_, version, monaco in [
+        ("python", "3.11.", "python"),
+        ("javascript", "18.", "javascript"),
+        ("ruby", "3.1.", "ruby"),
+        ("bash", "5.2.", "shell"),
+        ("php", "8.2.", "php"),
+        ("lua", "5.4.", "lua"),
+    ]:
+        assert languages[id_]["version"].startswith(version)
+        assert languages[id_]["monaco"] == monaco
     assert languages["typescript"]["extension"] == ".ts"
     assert all(lang["name"] and lang["example"] for lang in languages.values())
+    assert all(
+        lang["examples"]["hello"] and lang["examples"]["input"] for lang in languages.values()
+    )
 
 
 def test_health_and_unknown_routes(server: ServerProcess) -> None:

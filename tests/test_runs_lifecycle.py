@@ -54,6 +54,8 @@ async def test_a_run_is_stored_at_start_and_its_output_saved_while_it_runs(
 ) -> None:
     runs, user_id = service
     execution = await runs.start(user_id, RunSpec("python", SLEEPER))
+    # The run does not wait for its row; the row is there once recorded() answers.
+    assert await execution.recorded() is not None
     assert execution.record_id is not None
     record = await runs.db.get_execution(user_id, execution.record_id)
     assert record is not None and (record.status, record.instance_id) == (

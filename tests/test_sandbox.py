@@ -20,6 +20,7 @@ from sandbox import (
     UnknownLanguage,
 )
 from sandbox.docker import RUNSC_TASKS, DockerBackend, DockerProcess, labels, new_owner_id
+from sandbox.languages import sandboxes
 from server.config import Settings
 from tests.conftest import SUITE, managed_containers, wait_gone
 from tests.helpers import collect, read_until
@@ -472,7 +473,7 @@ async def test_close_mid_run_removes_the_container(backend: DockerBackend) -> No
 
 async def pool_settled(backend: DockerBackend) -> None:
     """Wait until the warm pool is full and no run of an earlier test is still being removed."""
-    launchers = {lang.launcher: lang for lang in LANGUAGES.values()}.values()
+    launchers = sandboxes()  # one language per kind of warm container
     async with asyncio.timeout(30):
         while True:
             idle = [backend.pool.idle(lang) for lang in launchers]

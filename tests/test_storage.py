@@ -1,4 +1,5 @@
-"""The storage on real SQLite files: tables, users, stored runs, isolation, persistence."""
+"""The storage on real SQLite files and a real PostgreSQL: tables, users, stored runs,
+isolation, persistence."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def db(db_path: Path) -> AsyncIterator[Database]:
-    database = Database(url(db_path))
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
     await database.open()
     yield database
     await database.close()
@@ -70,8 +71,8 @@ async def test_open_creates_the_folder_the_tables_and_the_indexes(db_path: Path)
     assert journal == "wal"
 
 
-async def test_health(db: Database, db_path: Path):
-    assert await db.health() == {"ok": True, "url": url(db_path)}
+async def test_health(db: Database, database_url: str):
+    assert await db.health() == {"ok": True, "url": database_url}
     await db.close()
     closed = await db.health()
     assert closed["ok"] is False
@@ -143,6 +144,9 @@ async def test_an_execution_is_stored_whole(db: Database):
         execution_time=0.25,
         output_truncated=True,
         instance_id="host-1234",
+        files=[{"name": "util.py", "content": "x = 1\n"}],
+        compile_output="note: é\n",
+        compile_time=0.5,
     )
     assert saved.id is not None
 
@@ -162,6 +166,9 @@ async def test_an_execution_is_stored_whole(db: Database):
         "execution_time": 0.25,
         "output_truncated": True,
         "instance_id": "host-1234",
+        "files": [{"name": "util.py", "content": "x = 1\n"}],
+        "compile_output": "note: é\n",
+        "compile_time": 0.5,
     }
     assert record.created_at.tzinfo is not None
 
@@ -262,15 +269,15 @@ async def test_delete_an_execution(db: Database):
     assert [r.id for r in await db.list_executions(user.id)] == [kept.id]
 
 
-async def test_data_survives_closing_and_reopening(db_path: Path):
-    first = Database(url(db_path))
+async def test_data_survives_closing_and_reopening(database_url: str):
+    first = Database(database_url)
     await first.open()
     user = await first.create_user("ada", "h")
     assert user.id is not None
     record = await save(first, user.id, output="kept\n")
     await first.close()
 
-    second = Database(url(db_path))
+    second = Database(database_url)
     await second.open()
     try:
         again = await second.get_user_by_name("ada")

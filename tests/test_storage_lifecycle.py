@@ -1,8 +1,9 @@
-"""Storage for the run lifecycle, on real SQLite files: migrations, order by start, runs stored
-from their start, leases, and retention."""
+"""Storage for the run lifecycle, on real SQLite files and a real PostgreSQL: migrations, order
+by start, runs stored from their start, leases, statistics and retention."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 import subprocess
@@ -17,11 +18,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Connection, inspect
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 from server import retention
 from storage import CodeExecution, CursorNotFound, Database, migrations
+from tests.postgres import PostgresServer
 from tests.test_storage import url
 
 SNAPSHOT = Path(__file__).parent / "data" / "schema-before-migrations.sql"
@@ -29,8 +32,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(url(tmp_path / "execstream.db"))
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
     await database.open()
     yield database
     await database.close()
@@ -73,8 +76,8 @@ async def test_a_database_of_the_previous_version_is_upgraded_and_keeps_its_runs
         ]
 
 
-async def test_migrations_make_exactly_the_tables_the_models_describe(tmp_path: Path) -> None:
-    db = Database(url(tmp_path / "execstream.db"))
+async def test_migrations_make_exactly_the_tables_the_models_describe(database_url: str) -> None:
+    db = Database(database_url)
     await db.open()
     assert db._engine is not None
     async with db._engine.connect() as conn:
@@ -103,6 +106,29 @@ def test_the_db_upgrade_command_upgrades_an_old_database(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "execstream.db") as conn:
         assert conn.execute("SELECT count(*) FROM code_executions").fetchone() == (3,)
         assert conn.execute("SELECT count(*) FROM instances").fetchone() == (0,)
+
+
+def test_the_db_upgrade_command_migrates_postgresql(postgres: PostgresServer) -> None:
+    shared = postgres.new_database()
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "upgrade"],
+        env={"EXECSTREAM_DATABASE_URL": shared, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert migrations.head() in done.stdout
+    name = shared.rsplit("/", 1)[1]
+    assert postgres.sql("SELECT version_num FROM alembic_version", name) == migrations.head()
+    tables = postgres.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", name)
+    assert set(tables.split()) == {
+        "alembic_version",
+        "users",
+        "code_executions",
+        "instances",
+        "run_slots",
+    }
 
 
 # History order -----------------------------------------------------------------------------
@@ -192,6 +218,98 @@ async def test_a_lease_is_renewed_released_and_forgotten(db: Database) -> None:
     assert await db.renew_instance("a", ttl=30) is False
 
 
+# Run slots shared by replicas ----------------------------------------------------------------
+
+
+async def test_slots_hold_the_caps_and_count_only_live_instances(db: Database) -> None:
+    await db.register_instance("a", "host", 1, ttl=30)
+    await db.register_instance("b", "host", 2, ttl=30)
+    taken = [await db.take_slot("a", 1, max_runs=3, max_per_user=2) for _ in range(3)]
+    assert taken[0] is not None and taken[1] is not None
+    assert taken[2] is None  # user 1 is at their cap, on any instance
+    assert await db.take_slot("b", 1, max_runs=3, max_per_user=2) is None
+    assert await db.take_slot("b", 2, max_runs=3, max_per_user=2) is not None
+    assert await db.take_slot("b", 3, max_runs=3, max_per_user=2) is None  # all 3 in use
+    await db.free_slot(taken[0])
+    assert await db.take_slot("b", 3, max_runs=3, max_per_user=2) is not None
+
+    await db.release_instance("a")  # a's lease expires: its slot stops counting at once
+    assert await db.take_slot("b", 1, max_runs=3, max_per_user=2) is not None
+    assert await db.forget_slots(keep="b") == 1
+    assert await db.forget_slots(keep="b") == 0
+
+
+async def test_replicas_taking_slots_at_once_never_pass_the_cap(
+    postgres: PostgresServer,
+) -> None:
+    shared = postgres.new_database()
+    replicas = [Database(shared) for _ in range(3)]
+    try:
+        for replica in replicas:
+            await replica.open()
+        for i, replica in enumerate(replicas):
+            await replica.register_instance(f"r{i}", "host", i, ttl=30)
+        takes = [
+            replica.take_slot(f"r{i}", user_id, max_runs=10, max_per_user=4)
+            for i, replica in enumerate(replicas)
+            for user_id in (1, 2, 3)
+            for _ in range(4)
+        ]
+        slots = await asyncio.gather(*takes)
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert sum(slot is not None for slot in slots) == 10
+    name = shared.rsplit("/", 1)[1]
+    per_user = postgres.sql(
+        "SELECT max(n) FROM (SELECT count(*) n FROM run_slots GROUP BY user_id) c", name
+    )
+    assert int(per_user) <= 4
+
+
+async def test_a_slot_freed_by_one_replica_is_announced_to_the_others(
+    postgres: PostgresServer,
+) -> None:
+    shared = postgres.new_database()
+    one, other = Database(shared), Database(shared)
+    await one.open()
+    await other.open()
+    heard = asyncio.Event()
+    stop = await other.listen_for_freed_slots(heard.set)
+    assert stop is not None
+    try:
+        await one.register_instance("one", "host", 1, ttl=30)
+        slot = await one.take_slot("one", 1, max_runs=1, max_per_user=1)
+        assert slot is not None
+        assert not heard.is_set()
+        await one.free_slot(slot)
+        async with asyncio.timeout(5):
+            await heard.wait()
+    finally:
+        await stop()
+        await one.close()
+        await other.close()
+
+
+# Statistics --------------------------------------------------------------------------------
+
+
+async def test_statistics_count_runs_by_utc_day_on_any_database(db: Database) -> None:
+    ada = await user(db)
+    late = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 1 March in UTC, 2 March in Kiritimati
+    await save(db, ada, created_at=late)
+    await save(db, ada, created_at=late + timedelta(hours=1), status="error")
+    stats = await db.run_stats(since=late - timedelta(days=1))
+    assert stats["by_day"] == [
+        {"day": "2026-03-01", "language": "python", "count": 1},
+        {"day": "2026-03-02", "language": "python", "count": 1},
+    ]
+    assert stats["by_language_and_status"] == [
+        {"language": "python", "status": "error", "count": 1, "average_execution_time": 0.1},
+        {"language": "python", "status": "success", "count": 1, "average_execution_time": 0.1},
+    ]
+
+
 # Retention ---------------------------------------------------------------------------------
 
 
@@ -214,9 +332,8 @@ async def test_retention_purges_old_runs_and_runs_past_the_cap_but_never_running
     assert len(await db.list_executions(grace, limit=100)) == len(grace_recent)
 
 
-def test_migrations_go_down_and_up_again_on_sqlite(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'execstream.db'}")
-    with engine.begin() as conn:
+async def test_migrations_go_down_and_up_again(database_url: str) -> None:
+    def down_and_up(conn: Connection) -> None:
         migrations.upgrade(conn)
         command.downgrade(migrations.config(conn), migrations.BASELINE)
         assert migrations.current(conn) == migrations.BASELINE
@@ -228,7 +345,29 @@ def test_migrations_go_down_and_up_again_on_sqlite(tmp_path: Path) -> None:
         }
         migrations.upgrade(conn)
         assert migrations.current(conn) == migrations.head()
-    engine.dispose()
+
+    if database_url.startswith("sqlite"):
+        Path(database_url.split("///", 1)[1]).parent.mkdir(parents=True)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(down_and_up)
+    finally:
+        await engine.dispose()
+
+
+async def test_replicas_starting_together_migrate_once(postgres: PostgresServer) -> None:
+    """Several servers opening one new PostgreSQL database at once: the advisory lock lets one
+    migrate while the others wait, so none fails on tables another just made."""
+    shared = postgres.new_database()
+    replicas = [Database(shared) for _ in range(4)]
+    try:
+        await asyncio.gather(*(replica.open() for replica in replicas))
+        assert [await replica.revision() for replica in replicas] == [migrations.head()] * 4
+    finally:
+        await asyncio.gather(*(replica.close() for replica in replicas))
+    name = shared.rsplit("/", 1)[1]
+    assert postgres.sql("SELECT count(*) FROM alembic_version", name) == "1"
 
 
 def test_migrations_render_for_postgresql() -> None:

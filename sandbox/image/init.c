@@ -15,6 +15,15 @@
  *
  * At a deadline it SIGKILLs every process of the container and exits with 137 (SIGKILL).
  *
+ * Usage figures: when the launcher has ended, init stops whatever it left behind, reaps it
+ * all, then writes the program's CPU time (user plus system, of every process it reaped,
+ * minus what the launcher had used before the program started) and its peak memory (peak
+ * resident set, minus the launcher's resident set when the program started, unless the
+ * launcher said "exec": it replaced itself with the program) as a side-channel frame on
+ * stderr (sandbox/sidechannel.py), keyed with EXECSTREAM_REPORT_KEY. That key is in our
+ * environment only: we wipe it before the launcher starts, and being non-dumpable keeps
+ * /proc/1/environ closed. Nothing of the program is alive when the frame is written.
+ *
  * The program runs under the same uid as we do, so it may send us signals, but as the init
  * of its pid namespace we only ever receive the ones we wait for, which we pass back to the
  * program (SIGKILL and SIGSTOP from inside never reach us). Being non-dumpable keeps it from
@@ -29,12 +38,76 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define START_FD 3
+
+static char report_key[65];
+static double base_cpu = -1;  /* seconds the launcher had used when the program started */
+static long base_rss_kb = 0;  /* its resident set then */
+static double used_cpu = 0;   /* seconds of every process reaped */
+static long peak_rss_kb = 0;  /* the largest peak resident set among them */
+
+/* Take the report key out of the environment, and out of memory the program could read. */
+static void take_report_key(void) {
+    char *key = getenv("EXECSTREAM_REPORT_KEY");
+    if (key == NULL)
+        return;
+    snprintf(report_key, sizeof report_key, "%s", key);
+    memset(key, 0, strlen(key));
+    unsetenv("EXECSTREAM_REPORT_KEY");
+}
+
+/* The launcher's CPU seconds and resident set right now, from /proc. */
+static void baseline(pid_t launcher, int exec_mode) {
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)launcher);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *after = strrchr(text, ')'); /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    long rss_pages = 0;
+    if (after == NULL || sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu "
+                                           "%*d %*d %*d %*d %*d %*d %*u %*u %ld",
+                                &utime, &stime, &rss_pages) != 3)
+        return;
+    base_cpu = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    base_rss_kb = exec_mode ? 0 : rss_pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void account(const struct rusage *ru) {
+    used_cpu += (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+                (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
+    if (ru->ru_maxrss > peak_rss_kb)
+        peak_rss_kb = ru->ru_maxrss;
+}
+
+/* Stop and reap everything left, then write the usage frame (when a program started). */
+static void report_usage(void) {
+    struct rusage ru;
+    kill(-1, SIGKILL);
+    while (wait4(-1, NULL, 0, &ru) > 0)
+        account(&ru);
+    if (report_key[0] == '\0' || base_cpu < 0)
+        return;
+    double cpu = used_cpu - base_cpu;
+    long long peak = (long long)(peak_rss_kb - base_rss_kb) * 1024;
+    char body[128], frame[256];
+    int size = snprintf(body, sizeof body, "{\"cpu_time\": %.4f, \"memory_peak\": %lld}",
+                        cpu > 0 ? cpu : 0.0, peak > 0 ? peak : 0LL);
+    int total = snprintf(frame, sizeof frame, "\x1e" "execstream:%s:usage:%d\n%s", report_key,
+                         size, body);
+    if (total > 0 && total < (int)sizeof frame && write(STDERR_FILENO, frame, total) < 0)
+        perror("init: usage");
+}
 
 static double now(void) {
     struct timespec ts;
@@ -83,7 +156,7 @@ static pid_t spawn(char **argv, const sigset_t *mask, int start[2]) {
 }
 
 /* The wall time the launcher sent, capped; the pipe is closed whatever it said. */
-static double read_wall_time(int *fd, double max_wall) {
+static double read_wall_time(int *fd, double max_wall, pid_t launcher) {
     char text[64] = {0};
     ssize_t n = read(*fd, text, sizeof text - 1);
     close(*fd);
@@ -94,6 +167,11 @@ static double read_wall_time(int *fd, double max_wall) {
     double wall = strtod(text, &end);
     if (end == text || !isfinite(wall) || wall <= 0 || wall > max_wall)
         wall = max_wall;
+    /* "base CPU RSS_KB": the launcher measured itself just before the program (exact; it
+       is still ours then). Otherwise we read /proc now, a moment after the program began. */
+    char *base = strstr(end, "base");
+    if (base == NULL || sscanf(base, "base %lf %ld", &base_cpu, &base_rss_kb) != 2)
+        baseline(launcher, strstr(end, "exec") != NULL);
     return wall;
 }
 
@@ -101,7 +179,9 @@ static double read_wall_time(int *fd, double max_wall) {
 static int reap(pid_t launcher, int *status) {
     int ended = 0, wstatus;
     pid_t pid;
-    while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+    struct rusage ru;
+    while ((pid = wait4(-1, &wstatus, WNOHANG, &ru)) > 0) {
+        account(&ru);
         if (pid != launcher)
             continue;
         ended = 1;
@@ -121,6 +201,7 @@ int main(int argc, char **argv) {
     double deadline = now() + idle;
 
     prctl(PR_SET_DUMPABLE, 0);
+    take_report_key();
     sigset_t all, original;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &original);
@@ -153,7 +234,7 @@ int main(int argc, char **argv) {
         if (ready <= 0)
             continue;
         if (start[0] >= 0 && fds[1].revents) {
-            double wall = read_wall_time(&start[0], max_wall);
+            double wall = read_wall_time(&start[0], max_wall, launcher);
             if (wall > 0)
                 deadline = now() + wall + grace;
         }
@@ -164,8 +245,10 @@ int main(int argc, char **argv) {
             continue;
         int status;
         if (info.ssi_signo == SIGCHLD) {
-            if (reap(launcher, &status))
-                return status; /* the kernel kills whatever is left in the namespace */
+            if (reap(launcher, &status)) {
+                report_usage();
+                return status;
+            }
             continue;
         }
         kill(-launcher, (int)info.ssi_signo);

@@ -3,9 +3,10 @@
 //
 // The container starts this launcher before the program is known (a warm container). The
 // server then writes a header to stdin: one line with a byte count, then that many bytes of
-// JSON ({"file", "code", "compile", "run", "wall_time"}). The launcher reads exactly those
+// JSON ({"file", "code", "files", "compile", "run", "wall_time"}). The launcher reads exactly those
 // bytes and no more, so everything after them is the program's own stdin, untouched. It
-// tells the container's init the run's wall time (its watchdog), writes the file,
+// tells the container's init the run's wall time (its watchdog), writes the file and the
+// program's other files beside it (for require and import),
 // runs the compile step if there is one (esbuild for TypeScript), and then runs the result
 // as `node FILE` would, through Node's own entry-point loader.
 const fs = require('fs');
@@ -59,7 +60,16 @@ function startWatchdog(wallTime) {
 
 const header = readHeader();
 startWatchdog(header.wall_time);
-fs.writeFileSync(header.file, header.code);
+const path = require('path');
+function writeFile(name, content) {
+  fs.mkdirSync(path.dirname(name), { recursive: true });
+  fs.writeFileSync(name, content);
+}
+writeFile(header.file, header.code);
+// The server checked the names: relative, no "..", from a safe set of characters.
+for (const extra of header.files || []) {
+  writeFile(path.join(path.dirname(header.file), extra.name), extra.content);
+}
 
 if (header.compile) {
   // The compiler must not see the program's stdin: it belongs to the program.

@@ -2,19 +2,28 @@
 
 The container starts this launcher before the program is known (a warm container). The
 server then writes a header to stdin: one line with a byte count, then that many bytes of
-JSON ({"file", "code", "run", "wall_time"}). The launcher reads exactly those bytes and no
+JSON ({"file", "code", "files", "run", "wall_time"}). The launcher reads exactly those bytes and no
 more, so everything after them is the program's own stdin, untouched. It tells the
 container's init the run's wall time (its watchdog), then runs the code as
-``python3 -u FILE`` would: as ``__main__``, with ``sys.argv == [FILE]``, the file's folder
+``python3 -u FILE`` would, with the other ``files`` of the program beside it (so it imports
+them): as ``__main__``, with ``sys.argv == [FILE]``, the file's folder
 first on ``sys.path``, tracebacks naming the file, and the same exit status.
 """
 
+import atexit
 import builtins
 import json
 import os
+import resource
+import shutil
 import signal
 import sys
 import types
+
+LAUNCHERS = os.path.dirname(os.path.abspath(__file__))
+MPL_CACHE = os.path.join(LAUNCHERS, "mpl-cache")
+# Our matplotlib backend lives beside this file; programs import matplotlib from anywhere.
+sys.path.append(LAUNCHERS)
 
 
 def _read_exact(count: int) -> bytes:
@@ -43,8 +52,38 @@ def _start_watchdog(wall_time: float) -> None:
     fd = os.environ.pop("EXECSTREAM_START_FD", None)
     if fd is None:
         return
-    os.write(int(fd), repr(float(wall_time)).encode())
+    # Our CPU time and resident set now, the baseline init subtracts from the usage figures.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open("/proc/self/statm") as statm:
+        rss_kb = int(statm.read().split()[1]) * (os.sysconf("SC_PAGESIZE") // 1024)
+    base = f"{float(wall_time)!r} base {usage.ru_utime + usage.ru_stime:.4f} {rss_kb}"
+    os.write(int(fd), base.encode())
     os.close(int(fd))
+
+
+def _write(path: str, content: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(content)
+
+
+def _plots(key: str) -> None:
+    """matplotlib draws with our backend (sandbox/image/execstream_mpl.py), which sends
+    figures on the side channel with the run's key; its font cache comes from the image."""
+    os.environ["MPLBACKEND"] = "module://execstream_mpl"
+    cache = os.path.join(os.environ.get("HOME", "/tmp"), ".cache", "matplotlib")
+    if os.path.isdir(MPL_CACHE) and not os.path.exists(cache):
+        shutil.copytree(MPL_CACHE, cache)
+    os.environ["EXECSTREAM_PLOT_KEY"] = key
+
+
+def _preload() -> None:
+    """Import pyplot while we wait for the program (EXECSTREAM_PRELOAD=1): a plot's first
+    image then takes a fraction of a second instead of seconds, for memory in every warm
+    container (bench/plots.py measures both)."""
+    _plots("")
+    import execstream_mpl  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
 
 
 def _report(exc: BaseException) -> None:
@@ -59,11 +98,16 @@ def _report(exc: BaseException) -> None:
 def main() -> None:
     # The first compile() of a process is slow; pay for it while we wait, not on Run.
     compile("pass", "<warm-up>", "exec")
+    if os.environ.pop("EXECSTREAM_PRELOAD", "") == "1":
+        _preload()
     header = _read_header()
+    _plots(header.get("key") or "")
     _start_watchdog(header["wall_time"])
     path = header["file"]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(header["code"])
+    _write(path, header["code"])
+    # The server checked the names: relative, no "..", from a safe set of characters.
+    for extra in header.get("files") or ():
+        _write(os.path.join(os.path.dirname(path), extra["name"]), extra["content"])
 
     module = types.ModuleType("__main__")
     module.__file__ = path
@@ -74,8 +118,8 @@ def main() -> None:
 
     try:
         exec(compile(header["code"], path, "exec", dont_inherit=True), module.__dict__)
-    except SystemExit:
-        raise
+    except SystemExit as exc:
+        _finish(_exit_code(exc.code))
     except KeyboardInterrupt as exc:
         _report(exc)
         # Like the interpreter: die by SIGINT so the parent sees the signal, not a code.
@@ -83,7 +127,37 @@ def main() -> None:
         os.kill(os.getpid(), signal.SIGINT)
     except BaseException as exc:
         _report(exc)
-        sys.exit(1)
+        _finish(1)
+    _finish(0)
+
+
+def _exit_code(code: object) -> int:
+    """The status ``sys.exit(code)`` gives, printing a message the way the interpreter does."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _finish(code: int) -> None:
+    """End as the interpreter does (wait for threads, run atexit, flush), but skip tearing
+    its modules down: with numpy and matplotlib loaded that alone costs 0.17 s of CPU,
+    which the run's cpu_time would count and the student would wait for."""
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+        atexit._run_exitfuncs()
+    except KeyboardInterrupt as exc:
+        _report(exc)
+        code = 130
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            code = code or 120  # like the interpreter when it cannot flush stdout
+    os._exit(code)
 
 
 if __name__ == "__main__":

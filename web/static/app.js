@@ -6,14 +6,17 @@
 //   auth.js     sign-in, entering the editor editor.js   Monaco and drafts
 //   run.js      runs over the WebSocket      history.js  the history panel
 //   limits.js   the server's limits          format.js   pure helpers
+//   examples.js each language's examples
 
 import * as api from './api.js';
 import { boot, handleUnauthorized, signOut, submitAuth } from './auth.js';
-import { applyTheme, flushDraft, loadMonaco, replaceCode, switchLanguage } from './editor.js';
+import { applyTheme, flushDraft, loadMonaco, switchLanguage } from './editor.js';
+import { loadExample } from './examples.js';
 import { loadHistory } from './history.js';
 import { loadLimits } from './limits.js';
 import { announceLanguage, startRun, stopRun, sendEofFromButton } from './run.js';
-import { $, PROJECT_ID, darkScheme, findLanguage, state } from './state.js';
+import { initTests, testCases } from './tests.js';
+import { $, PROJECT_ID, darkScheme, state } from './state.js';
 import { hideMessage, showLimits } from './ui.js';
 
 function wire() {
@@ -24,6 +27,7 @@ function wire() {
   $('message-close').addEventListener('click', hideMessage);
   $('retry').addEventListener('click', boot);
   $('run').addEventListener('click', () => startRun());
+  initTests(() => startRun({ tests: testCases() }));
   $('stop').addEventListener('click', () => stopRun());
   $('eof').addEventListener('click', sendEofFromButton);
   $('clear').addEventListener('click', () => state.terminal && state.terminal.clearScreen());
@@ -31,11 +35,8 @@ function wire() {
     switchLanguage(e.target.value);
     announceLanguage();
   });
-  $('reset-example').addEventListener('click', () => {
-    const lang = findLanguage(state.language);
-    if (lang) replaceCode(lang.example || '');
-    state.editor.focus();
-  });
+  $('reset-example').addEventListener('click', () => loadExample('hello'));
+  $('input-example').addEventListener('click', () => loadExample('input'));
   $('history-refresh').addEventListener('click', () => loadHistory({ loud: true }));
   $('history-more').addEventListener('click', () => loadHistory({ more: true, loud: true }));
   document.addEventListener('keydown', (e) => {

@@ -5,6 +5,7 @@ import { ensureEditor, loadMonaco, saveDraft, switchLanguage } from './editor.js
 import { describe, storageGet } from './format.js';
 import { loadHistory, renderHistory } from './history.js';
 import { abandonRun, announceLanguage, ensureSocket, ensureTerminal } from './run.js';
+import { resumeRun } from './reattach.js';
 import { $, findLanguage, state, storagePrefix } from './state.js';
 import { hideMessage, setIdleStatus, showMessage, showView, updateRunUi } from './ui.js';
 
@@ -184,6 +185,7 @@ async function enterApp(user) {
   switchLanguage(findLanguage(remembered) ? remembered : languages[0].id);
   announceLanguage();
   updateRunUi();
+  resumeRun();
 }
 
 function fillLanguageSelect() {

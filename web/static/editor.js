@@ -1,5 +1,6 @@
 // The code editor: Monaco (its AMD build), one model per language, drafts kept per language.
 
+import { loadFiles, render as renderFiles, showEntry } from './files.js';
 import { storageGet, storageSet } from './format.js';
 import { startRun } from './run.js';
 import { $, darkScheme, findLanguage, state, storagePrefix } from './state.js';
@@ -78,7 +79,7 @@ export function ensureEditor(monaco) {
 
 function monacoLanguageFor(lang) {
   const known = state.monaco.languages.getLanguages();
-  if (known.some((l) => l.id === lang.id)) return lang.id;
+  if (lang.monaco && known.some((l) => l.id === lang.monaco)) return lang.monaco;
   const byExtension = known.find((l) => (l.extensions || []).includes(lang.extension));
   return byExtension ? byExtension.id : 'plaintext';
 }
@@ -117,12 +118,16 @@ export function switchLanguage(languageId) {
   // One model at a time: TypeScript's service would otherwise see every open file as one program.
   state.model = state.monaco.editor.createModel(text, monacoLanguageFor(lang));
   state.model.onDidChangeContent(scheduleDraftSave);
+  // Java's entry file is named after its public class: the tab follows the code.
+  state.model.onDidChangeContent(renderFiles);
   state.editor.setModel(state.model);
+  loadFiles(lang.id);
   storageSet(`${storagePrefix()}.language`, lang.id);
 }
 
 /** Replaces the editor's text as one undoable edit. */
 export function replaceCode(text) {
+  showEntry();
   const editor = state.editor;
   editor.pushUndoStop();
   editor.executeEdits('execstream', [{ range: state.model.getFullModelRange(), text, forceMoveMarkers: true }]);

@@ -3,6 +3,7 @@
 import * as api from './api.js';
 import { describe, exitText, formatSeconds, noteKind, parseDate, timeAgo } from './format.js';
 import { replaceCode, switchLanguage } from './editor.js';
+import { setFiles } from './files.js';
 import { truncatedText } from './limits.js';
 import { $, PROJECT_ID, findLanguage, state } from './state.js';
 import { SHORT_LABELS, hideMessage, setResultStatus, showMessage, statusLabel } from './ui.js';
@@ -133,6 +134,7 @@ function openRecord(record) {
   hideMessage();
   if (state.language !== lang.id) switchLanguage(lang.id);
   replaceCode(record.code || '');
+  setFiles(record.files || []);
   const terminal = state.terminal;
   terminal.reset();
   const created = parseDate(record.created_at);

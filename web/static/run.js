@@ -1,9 +1,14 @@
 // Runs over the WebSocket: start, input (paced by the server's window), Stop, and the frames back.
 
 import * as api from './api.js';
+import { beginCompile, endCompile, resetCompiler, writeCompiler } from './compiler.js';
+import { programFiles } from './files.js';
+import { clearImages, showImage } from './images.js';
+import { clearResults, showTestResult, showTestSummary, summary, usageText } from './tests.js';
 import { describe, exitText, formatSeconds, noteKind } from './format.js';
 import { loadHistory, markOpenedHistory } from './history.js';
 import { truncatedText } from './limits.js';
+import { forgetRunId, rememberRunId } from './reattach.js';
 import { RunSocket } from './socket.js';
 import { $, PROJECT_ID, darkScheme, state } from './state.js';
 import { OutputTerminal } from './terminal.js';
@@ -71,11 +76,11 @@ export function announceLanguage() {
   state.socket.ensureOpen().catch(() => {});
 }
 
-export async function startRun() {
-  if (state.run || !state.user || !state.editor || !state.language) return;
-  const run = {
+/** A run as the page tracks it, from `run` (or `attach`) to its `exit`. */
+export function newRun(language) {
+  return {
     phase: 'connecting',
-    language: state.language,
+    language,
     runId: null,
     version: '',
     // Input waits here until the program has room for it (docs/protocol.md, flow control).
@@ -92,13 +97,22 @@ export async function startRun() {
     truncated: false,
     returnFocus: document.activeElement,
   };
+}
+
+export async function startRun({ tests = null } = {}) {
+  if (state.run || !state.user || !state.editor || !state.language) return;
+  const run = newRun(state.language);
   const code = state.model.getValue();
+  const files = programFiles();
   state.run = run;
   hideMessage();
+  resetCompiler();
   state.history.openedId = null;
   markOpenedHistory();
   const terminal = state.terminal;
   terminal.reset();
+  clearImages();
+  clearResults();
   terminal.setAccepting(true);
   terminal.focus();
   showRunPhase(run);
@@ -117,7 +131,9 @@ export async function startRun() {
   }
   if (state.run !== run) return; // cancelled or signed out while connecting
   const message = { type: 'run', language: run.language, code };
+  if (files.length) message.files = files;
   if (PROJECT_ID !== null) message.project_id = PROJECT_ID;
+  if (tests) message.tests = tests;
   state.socket.send(message);
   run.phase = 'starting';
   showRunPhase(run);
@@ -135,7 +151,7 @@ async function explainConnectFailure() {
 }
 
 /** Ends the local side of a run: timers, input, buttons. Returns focus if it was in the terminal. */
-function endRun(run) {
+export function endRun(run) {
   clearTimeout(run.killTimer);
   clearInterval(run.ticker);
   run.input = '';
@@ -262,8 +278,15 @@ function handleFrame(msg) {
       updateRunUi();
       return;
     }
+    case 'attached':
     case 'started': {
       if (!run) return;
+      if (msg.type === 'attached') {
+        run.attaching = false;
+        run.sent = Number(msg.stdin_sent) || 0;
+        run.acked = Number(msg.stdin_acked) || 0;
+      }
+      rememberRunId(msg.run_id);
       run.phase = 'running';
       run.runId = msg.run_id;
       run.version = msg.version || '';
@@ -285,8 +308,23 @@ function handleFrame(msg) {
       run.acked = Math.max(run.acked, Number(msg.bytes) || 0);
       pumpInput(run);
       return;
+    case 'stage':
+      if (!run) return;
+      if (run.stage === 'compile') endCompile(msg.stage === 'run');
+      run.stage = msg.stage;
+      if (msg.stage === 'compile') beginCompile();
+      showRunPhase(run);
+      return;
     case 'output':
-      state.terminal.writeOutput(String(msg.data ?? ''), msg.stream);
+      // Between `stage: compile` and `stage: run` it is the compiler speaking.
+      if (run && run.stage === 'compile') writeCompiler(String(msg.data ?? ''));
+      else state.terminal.writeOutput(String(msg.data ?? ''), msg.stream);
+      return;
+    case 'image':
+      showImage(msg);
+      return;
+    case 'test':
+      showTestResult(msg);
       return;
     case 'limit':
       if (run) run.truncated = true;
@@ -305,18 +343,30 @@ function handleFrame(msg) {
 }
 
 function finishRun(msg) {
+  forgetRunId();
   const run = state.run;
+  if (run && run.stage === 'compile') endCompile(false);
   if (run) endRun(run);
-  const parts = [statusLabel(msg.status), exitText(msg), formatSeconds(msg.execution_time)].filter(Boolean);
+  const compiled = msg.compile_time === null || msg.compile_time === undefined ? '' : `compiled in ${formatSeconds(msg.compile_time)}`;
+  const ran = msg.status === 'compile_error' ? '' : formatSeconds(msg.execution_time);
+  const parts = [statusLabel(msg.status), summary(msg), exitText(msg), compiled, ran, usageText(msg)].filter(Boolean);
   state.terminal.writeNote(`[${parts.join(' · ')}]`, noteKind(msg.status));
   if (msg.output_truncated) state.terminal.writeNote(`[${truncatedText()}]`, 'warning');
   setResultStatus(msg);
+  showTestSummary(msg);
   loadHistory();
 }
 
 function handleServerError(msg) {
   const run = state.run;
   const text = `${msg.message || 'Unknown error'} (${msg.code || 'error'})`;
+  if (run && run.attaching) {
+    // The run of before the reload has ended meanwhile: its result is in the history.
+    forgetRunId();
+    endRun(run);
+    setIdleStatus();
+    return;
+  }
   if (run && (run.phase === 'starting' || run.phase === 'queued')) {
     // The run has not started, so this answers it: nothing started.
     endRun(run);

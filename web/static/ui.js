@@ -13,6 +13,7 @@ export const STATUS_LABELS = {
   killed: 'Stopped',
   interrupted: 'Interrupted',
   internal_error: 'Internal error',
+  compile_error: 'Compile error',
 };
 
 export const SHORT_LABELS = { memory_limit: 'Memory limit', output_limit: 'Output limit', internal_error: 'Internal' };
@@ -77,7 +78,8 @@ export function setResultStatus(result) {
     status,
     label: statusLabel(status),
     exit: exitText(result),
-    time: formatSeconds(result.execution_time),
+    // A compile error never ran: its time is the compiler's.
+    time: formatSeconds(status === 'compile_error' ? result.compile_time : result.execution_time),
     truncated: !!result.output_truncated,
   });
 }
@@ -92,6 +94,7 @@ export function updateRunUi() {
   $('eof').disabled = !run || run.stdinClosed;
   $('language').disabled = !state.editor || !state.languages.length;
   $('reset-example').disabled = !state.editor;
+  $('input-example').disabled = !state.editor;
   let hint = 'Click here and type to send input while the program runs. Enter sends a line, Ctrl+D ends input, Ctrl+C stops it.';
   if (run && run.stdinClosed) hint = 'Input closed (end-of-file sent). Output keeps streaming until the program ends.';
   else if (run) hint = 'Program running: type here to send input. Enter sends a line, Ctrl+D ends input, Ctrl+C stops it.';
@@ -111,9 +114,10 @@ export function showRunPhase(run) {
     setStatus({ phase: run.stopRequested ? 'stopping' : 'starting', label: run.stopRequested ? 'Stopping…' : 'Starting…', detail: name });
   } else {
     const detail = run.version ? `${name} ${run.version}` : name;
+    const busy = run.stage === 'compile' ? 'Compiling…' : 'Running…';
     setStatus({
       phase: run.stopRequested ? 'stopping' : 'running',
-      label: run.stopRequested ? 'Stopping…' : 'Running…',
+      label: run.stopRequested ? 'Stopping…' : busy,
       detail,
       time: formatSeconds((performance.now() - run.startedAt) / 1000),
       truncated: run.truncated,

@@ -1,0 +1,84 @@
+"""Plots end to end: matplotlib in a real container, image frames over a real WebSocket."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.server import ServerProcess
+from tests.test_ws import frames_until_exit, open_socket, run, stdout_of
+
+pytestmark = pytest.mark.docker
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+PLOT = """\
+import matplotlib.pyplot as plt
+print("before")
+plt.plot([1, 2, 3], [1, 4, 9])
+plt.show()
+print("after")
+"""
+
+
+async def test_a_shown_figure_arrives_as_an_image_frame_between_its_text(
+    server: ServerProcess, user
+) -> None:
+    async with await open_socket(server, user[1]) as ws:
+        await run(ws, PLOT)
+        frames = await frames_until_exit(ws, timeout=60)
+    images = [f for f in frames if f["type"] == "image"]
+    assert len(images) == 1
+    assert images[0]["mime"] == "image/png"
+    assert base64.b64decode(images[0]["data"]).startswith(PNG)
+    assert stdout_of(frames) == "before\nafter\n"
+    assert stdout_of(frames, "stderr") == ""
+    assert frames[-1]["status"] == "success"
+
+
+async def test_savefig_sends_the_figure_once_and_writes_its_file(
+    server: ServerProcess, user
+) -> None:
+    code = (
+        "import matplotlib.pyplot as plt, os\n"
+        "plt.plot([3, 1, 2])\n"
+        "plt.savefig('out.png')\n"
+        "plt.show()\n"
+        "print(os.path.getsize('out.png') > 0)\n"
+    )
+    async with await open_socket(server, user[1]) as ws:
+        await run(ws, code)
+        frames = await frames_until_exit(ws, timeout=60)
+    assert [f["type"] for f in frames].count("image") == 1
+    assert stdout_of(frames) == "True\n"
+
+
+async def test_text_that_looks_like_a_frame_is_never_an_image(server: ServerProcess, user) -> None:
+    # The program knows the format but not the run's key (and stdout is never parsed).
+    fake = "\\x1eexecstream:" + "ab" * 16 + ":image:4\\n\\x89PNG"
+    code = f"import sys\nprint('{fake}')\nprint('{fake}', file=sys.stderr)\n"
+    async with await open_socket(server, user[1]) as ws:
+        await run(ws, code)
+        frames = await frames_until_exit(ws)
+    assert not [f for f in frames if f["type"] == "image"]
+    assert "execstream:" in stdout_of(frames)
+    assert "execstream:" in stdout_of(frames, "stderr")
+
+
+async def test_images_past_the_cap_give_one_limit_frame(server: ServerProcess, user) -> None:
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "for i in range(8):\n"
+        "    plt.plot([i, 1])\n"
+        "    plt.show()\n"
+        "print('done')\n"
+    )
+    async with await open_socket(server, user[1]) as ws:
+        await run(ws, code)
+        frames = await frames_until_exit(ws, timeout=90)
+    assert [f["type"] for f in frames].count("image") == 5
+    limits = [f for f in frames if f["type"] == "limit"]
+    assert len(limits) == 1 and limits[0]["limit"] == "image"
+    assert stdout_of(frames) == "done\n"
+    assert frames[-1]["status"] == "success"
