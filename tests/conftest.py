@@ -59,20 +59,28 @@ async def backend(
     await backend.close()
 
 
-async def containers_running(command: str) -> list[str]:
-    """Managed containers with a process whose command line contains ``command``."""
-    found = []
+async def containers_running(command: str, owner: str | None = None) -> list[str]:
+    """Managed containers (of ``owner``, if named) with a process whose command line contains
+    ``command``. Containers are asked at once, each for at most a few seconds: with a pool of
+    every language warm, asking one after another took longer than the tests wait."""
     async with aiodocker.Docker() as docker:
-        for container in await docker.containers.list(filters={"label": [f"{LABEL}=true"]}):
-            if not ours(container):
-                continue
-            try:
-                lines = await command_lines(container)
-            except aiodocker.DockerError:
-                continue  # gone meanwhile
-            if any(command in line for line in lines):
-                found.append(container.id)
-    return found
+        containers = [
+            c
+            for c in await docker.containers.list(filters={"label": [f"{LABEL}=true"]})
+            if ours(c)
+            and (owner is None or c._container.get("Labels", {}).get(OWNER_LABEL) == owner)
+        ]
+        matches = await asyncio.gather(*(runs_command(c, command) for c in containers))
+    return [c.id for c, match in zip(containers, matches, strict=True) if match]
+
+
+async def runs_command(container: aiodocker.containers.DockerContainer, command: str) -> bool:
+    try:
+        async with asyncio.timeout(5):
+            lines = await command_lines(container)
+    except (aiodocker.DockerError, TimeoutError):
+        return False  # gone meanwhile, or too busy to answer: asked again by the caller
+    return any(command in line for line in lines)
 
 
 LIST_PROCESSES = (
@@ -94,7 +102,7 @@ async def command_lines(container: aiodocker.containers.DockerContainer) -> list
     return output.decode().splitlines()
 
 
-async def wait_gone(container_id: str, seconds: float = 2.0) -> bool:
+async def wait_gone(container_id: str, seconds: float = 5.0) -> bool:
     """Whether the container disappears within ``seconds``."""
     deadline = asyncio.get_running_loop().time() + seconds
     while container_id in await managed_containers():
@@ -108,11 +116,16 @@ def ours(container: aiodocker.containers.DockerContainer) -> bool:
     return str(container._container.get("Labels", {}).get(OWNER_LABEL, "")).startswith(SUITE)
 
 
-async def managed_containers() -> list[str]:
-    """The managed containers this suite made (whatever else shares the engine)."""
+async def managed_containers(owners: set[str] | None = None) -> list[str]:
+    """The managed containers this suite made (whatever else shares the engine), or only
+    those of ``owners``: the suite's other servers refill their pools meanwhile."""
     async with aiodocker.Docker() as docker:
         containers = await docker.containers.list(all=True, filters={"label": [f"{LABEL}=true"]})
-        return [c.id for c in containers if ours(c)]
+    return [
+        c.id
+        for c in containers
+        if ours(c) and (owners is None or c._container.get("Labels", {}).get(OWNER_LABEL) in owners)
+    ]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -164,6 +177,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = process.log.read_text()
     for sign in ("Logging error", "Traceback"):
         assert sign not in log, f"the shared server's log holds {sign!r}:\n{log[-5000:]}"
+
+
+@pytest.fixture(scope="module")
+def runc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server under runc, for what gVisor does differently (docs/security.md): a fork bomb
+    ends the whole sandbox, and CPU time counts time the host throttled the program."""
+    process = ServerProcess(tmp_path_factory.mktemp("runc"), EXECSTREAM_RUNTIME="runc").start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.docker
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "second-engine.sh"
 MAIN = "unix:///var/run/docker.sock"
-HOSTNAME_THEN_SLEEP = "import socket, time\nprint(socket.gethostname(), flush=True)\ntime.sleep({})"
+# Each run holds its container until the test releases it (a line on stdin): a run that
+# merely slept could end, and its container go, before a busy engine listed it.
+HOSTNAME_THEN_WAIT = "import socket\nprint(socket.gethostname(), flush=True)\ninput()"
 
 
 @dataclass
@@ -108,19 +110,28 @@ async def engine_of(hostnames: list[str], engine2: SecondEngine, owner: str) -> 
     return [found[name] for name in hostnames]
 
 
-async def start_sleepers(
-    server: ServerProcess, token: str, count: int, seconds: float
+async def start_waiters(
+    server: ServerProcess, token: str, count: int
 ) -> tuple[list[ClientConnection], list[str]]:
-    """``count`` sockets, each running a program that prints its hostname then sleeps."""
+    """``count`` sockets, each running a program that prints its hostname, then waits for a
+    line of input."""
     sockets = [await open_socket(server, token) for _ in range(count)]
     for ws in sockets:
-        await run(ws, HOSTNAME_THEN_SLEEP.format(seconds))
+        await run(ws, HOSTNAME_THEN_WAIT)
     names = []
     for ws in sockets:
         frame = await next_frame(ws, timeout=30)
         assert frame["type"] == "started", frame
         names.append((await next_frame(ws, timeout=30))["data"].strip())
     return sockets, names
+
+
+async def release(sockets: list[ClientConnection]) -> None:
+    """Let every waiting program end: each must succeed."""
+    for ws in sockets:
+        await ws.send(json.dumps({"type": "stdin", "data": "\n"}))
+    for ws in sockets:
+        assert (await frames_until_exit(ws))[-1]["status"] == "success"
 
 
 async def ready(server: ServerProcess) -> tuple[int, dict[str, Any]]:
@@ -143,12 +154,11 @@ async def test_runs_are_spread_over_both_engines(
     two_engines: ServerProcess, engine2: SecondEngine
 ) -> None:
     token = two_engines.new_user()[1]
-    sockets, names = await start_sleepers(two_engines, token, 4, 3)
+    sockets, names = await start_waiters(two_engines, token, 4)
     try:
         where = await engine_of(names, engine2, two_engines.owner)
         assert sorted(where) == [0, 0, 1, 1], f"placement: {where}"
-        for ws in sockets:
-            assert (await frames_until_exit(ws))[-1]["status"] == "success"
+        await release(sockets)
     finally:
         for ws in sockets:
             await ws.close()
@@ -169,7 +179,7 @@ async def test_an_engine_that_stops_answering_loses_its_runs_and_comes_back(
     two_engines: ServerProcess, engine2: SecondEngine
 ) -> None:
     token = two_engines.new_user()[1]
-    sockets, names = await start_sleepers(two_engines, token, 2, 20)
+    sockets, names = await start_waiters(two_engines, token, 2)
     where = await engine_of(names, engine2, two_engines.owner)
     assert sorted(where) == [0, 1], f"placement: {where}"
     on_main, on_second = sockets[where.index(0)], sockets[where.index(1)]
@@ -182,11 +192,11 @@ async def test_an_engine_that_stops_answering_loses_its_runs_and_comes_back(
         assert body["status"] == "ready"  # one engine is enough
         assert [e["ok"] for e in body["engine"]["engines"]] == [True, False]
         # New runs all go to the main engine, and succeed.
-        more, more_names = await start_sleepers(two_engines, token, 3, 3)
+        more, more_names = await start_waiters(two_engines, token, 3)
         on_main_engine = (await suite_containers(MAIN, two_engines.owner)).values()
         assert set(more_names) <= set(on_main_engine)
+        await release(more)
         for ws in more:
-            assert (await frames_until_exit(ws))[-1]["status"] == "success"
             await ws.close()
         await on_main.send(json.dumps({"type": "signal", "signal": "SIGINT"}))
         assert (await frames_until_exit(on_main))[-1]["status"] == "killed"
@@ -196,10 +206,10 @@ async def test_an_engine_that_stops_answering_loses_its_runs_and_comes_back(
             await ws.close()
     # Back: it takes runs again.
     await wait_engine(two_engines, "engine-1", ok=True)
-    again, again_names = await start_sleepers(two_engines, token, 2, 1)
+    again, again_names = await start_waiters(two_engines, token, 2)
     assert sorted(await engine_of(again_names, engine2, two_engines.owner)) == [0, 1]
+    await release(again)
     for ws in again:
-        assert (await frames_until_exit(ws))[-1]["status"] == "success"
         await ws.close()
 
 

@@ -8,7 +8,6 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,15 +238,6 @@ LIMIT_PROGRAMS = {
         "    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()"
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def runc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """Under runsc, gVisor runs a program's threads as its own tasks and a fork bomb ends the
-    whole sandbox (docs/security.md): the process limit shows as such only under runc."""
-    process = ServerProcess(tmp_path_factory.mktemp("runc"), EXECSTREAM_RUNTIME="runc").start()
-    yield process
-    process.stop()
 
 
 @pytest.mark.parametrize("limit", LIMIT_PROGRAMS)

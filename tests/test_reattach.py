@@ -103,8 +103,8 @@ async def test_nobody_attaches_the_run_is_killed_after_the_grace(
     await run(ws, code)
     started = await next_frame(ws, timeout=30)
     await output_until(ws, "up\n")
-    async with asyncio.timeout(5):
-        while not (mine := await containers_running("sleep 61.7")):
+    async with asyncio.timeout(30):
+        while not (mine := await containers_running("sleep 61.7", server.owner)):
             await asyncio.sleep(0.05)
     await ws.close()
     await asyncio.sleep(GRACE / 2)
@@ -205,8 +205,8 @@ async def test_a_server_shutdown_ends_detached_runs(tmp_path) -> None:
         _, token = server.new_user()
         code = "import os\nprint('up', flush=True)\nos.execvp('sleep', ['sleep', '61.9'])"
         await start_and_drop(server, token, code, "up\n")
-        async with asyncio.timeout(5):
-            while not (mine := await containers_running("sleep 61.9")):
+        async with asyncio.timeout(30):
+            while not (mine := await containers_running("sleep 61.9", server.owner)):
                 await asyncio.sleep(0.05)
     finally:
         server.stop()

@@ -486,11 +486,11 @@ async def pool_settled(backend: DockerBackend) -> None:
 
 async def test_oversize_code_is_refused_before_any_container(backend: DockerBackend) -> None:
     await pool_settled(backend)
-    before = set(await managed_containers())
+    before = set(await managed_containers({backend.owner}))
     with pytest.raises(CodeTooLarge) as refused:
         await backend.start(RunRequest("python", "#" * 51_201))
     assert "51201" in str(refused.value) and "51200" in str(refused.value)
-    assert set(await managed_containers()) <= before
+    assert set(await managed_containers({backend.owner})) <= before
 
 
 async def test_code_at_the_limit_is_accepted(backend: DockerBackend) -> None:

@@ -254,11 +254,13 @@ async def test_disconnect_mid_run_removes_the_container(server: ServerProcess, u
     await run(ws, "import os\nprint('up', flush=True)\nos.execvp('sleep', ['sleep', '61.5'])")
     assert (await next_frame(ws))["type"] == "started"
     await next_frame(ws)
-    async with asyncio.timeout(5):
-        while not (mine := await containers_running("sleep 61.5")):
+    async with asyncio.timeout(30):
+        while not (mine := await containers_running("sleep 61.5", server.owner)):
             await asyncio.sleep(0.05)
     await ws.close()
-    assert await wait_gone(mine[0], seconds=1.0), "container still there a second after"
+    # Gone long before its wall time (30 s) could end it. How fast (p50 ≤ 1 s) is measured
+    # by bench/disconnect.py: a busy shared engine takes up to 0.7 s for gVisor's kill alone.
+    assert await wait_gone(mine[0], seconds=5.0), "container still there 5 s after"
 
 
 async def test_twenty_sockets_at_once_each_get_their_own_output(server: ServerProcess) -> None:
