@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import base64
 import time
 from typing import Any
 
@@ -19,7 +19,7 @@ from server.http import json_body, validate
 from server.protocol import MAX_TESTS, TestCaseModel
 from server.runs import Admission, RunService, RunSpec
 from server.services import services
-from server.testrun import TestCase, TestResult, elapsed_since, run_tests, store
+from server.testrun import TestCase, TestResult, elapsed_since, result_json, run_tests, store
 from storage import CodeExecution, CursorNotFound
 
 MAX_PAGE = 100
@@ -120,7 +120,7 @@ async def execute_tests(
             "execution_id": await store(runs, user_id, spec, results, took),
             "tests_passed": passed,
             "tests_total": len(results),
-            "tests": [dataclasses.asdict(r) for r in results],
+            "tests": [result_json(r) for r in results],
         }
     )
 
@@ -179,10 +179,14 @@ async def history(request: Request) -> Response:
 async def history_item(request: Request) -> Response:
     state = services(request)
     user = request.user
-    record = await state.db.get_execution(user.id, _execution_id(request))
+    execution_id = _execution_id(request)
+    record = await state.db.get_execution(user.id, execution_id)
     if record is None:
         raise ApiError(404, "not_found", "no such execution")
-    return JSONResponse(record_json(record))
+    images = await state.db.execution_images(user.id, execution_id) if record.image_count else []
+    # One run's plots, at most its image caps (5 of 1 MB): only here, not in the list.
+    shown = [{"mime": i.mime, "data": base64.b64encode(i.data).decode()} for i in images]
+    return JSONResponse(record_json(record) | {"images": shown})
 
 
 @requires("authenticated", status_code=401)
@@ -247,6 +251,12 @@ def record_json(record: CodeExecution) -> dict[str, Any]:
         "files": record.files or [],
         "compile_output": record.compile_output,
         "compile_time": record.compile_time,
+        "cpu_time": record.cpu_time,
+        "memory_peak": record.memory_peak,
+        "tests_passed": record.tests_passed,
+        "tests_total": record.tests_total,
+        "tests": record.tests,
+        "image_count": record.image_count,
         "created_at": record.created_at.isoformat(),
     }
 

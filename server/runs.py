@@ -98,6 +98,8 @@ class Execution:
     typed_bytes: int = 0
     compile_messages: list[str] = field(default_factory=list)
     """What the compiler said (a compile stage's output), apart from the program's output."""
+    images: list[tuple[str, bytes]] = field(default_factory=list)
+    """The plots the program showed, as ``(mime, data)``: the sandbox's caps bound them."""
     stage: str | None = None
     """The stage the run is in, for a compiled language."""
     started_at: datetime = field(default_factory=utc_now)
@@ -168,6 +170,8 @@ class Execution:
                 yield chunk
                 continue
             if isinstance(chunk, Image):
+                if chunk.data is not None:
+                    self.images.append((chunk.mime, chunk.data))
                 yield chunk
                 continue
             text = self._decoders[chunk.stream].decode(chunk.data)
@@ -424,12 +428,14 @@ class RunService:
             # The run's own clock, not the time since our record of it began.
             "execution_time": result.execution_time,
             "compile_time": result.compile_time,
+            "cpu_time": result.cpu_time,
+            "memory_peak": result.memory_peak,
         }
         record_id = await execution.recorded()
         if record_id is None:
-            execution.record_id = await self._insert(execution, **final)
+            execution.record_id = await self._insert(execution, **final, images=execution.images)
             return execution.record_id
-        await self.db.finish_execution(record_id, execution.progress() | final)
+        await self.db.finish_execution(record_id, execution.progress() | final, execution.images)
         return record_id
 
     def _count(self, execution: Execution, result: Result) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sandbox import Image, Status
 from server.runs import Execution, RunService, RunSpec
@@ -112,15 +114,24 @@ async def store(
     """One history record for the whole set of tests."""
     if not spec.save_history:
         return None
-    everything = len(results) and all(r.passed for r in results)
+    passed = sum(r.passed for r in results)
     record = await runs.db.save_execution(
         user_id=user_id,
         project_id=spec.project_id,
         language=spec.language,
         code=spec.code,
-        status=(Status.SUCCESS if everything else Status.ERROR).value,
+        files=spec.files_json(),
+        status=(Status.SUCCESS if results and passed == len(results) else Status.ERROR).value,
         execution_time=took,
         output=summary(results),
         instance_id=runs.instance_id,
+        tests=[result_json(r) for r in results],
+        tests_passed=passed,
+        tests_total=len(results),
     )
     return record.id
+
+
+def result_json(result: TestResult) -> dict[str, Any]:
+    """A test's result as its ``test`` frame and the stored record say it."""
+    return dataclasses.asdict(result) | {"status": result.status.value}

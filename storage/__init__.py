@@ -6,13 +6,14 @@ and get typed records back.
 
 from storage.database import Database
 from storage.errors import CursorNotFound, StorageError, UsernameTaken
-from storage.models import CodeExecution, Instance, RunSlot, User
+from storage.models import CodeExecution, Instance, RunImage, RunSlot, User
 
 __all__ = [
     "CodeExecution",
     "CursorNotFound",
     "Database",
     "Instance",
+    "RunImage",
     "RunSlot",
     "StorageError",
     "User",

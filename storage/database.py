@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrations
 from storage.errors import CursorNotFound, UsernameTaken
-from storage.models import USER, CodeExecution, Instance, RunSlot, User, UTCDateTime, utc_now
+from storage.models import (
+    USER,
+    CodeExecution,
+    Instance,
+    RunImage,
+    RunSlot,
+    User,
+    UTCDateTime,
+    utc_now,
+)
 
 USER_EXISTS = "SELECT 1 FROM users WHERE id = ?"
 
@@ -165,8 +174,15 @@ class Database:
         files: list[dict[str, str]] | None = None,
         compile_output: str | None = None,
         compile_time: float | None = None,
+        cpu_time: float | None = None,
+        memory_peak: int | None = None,
+        tests: list[dict[str, Any]] | None = None,
+        tests_passed: int | None = None,
+        tests_total: int | None = None,
+        images: Sequence[tuple[str, bytes]] = (),
     ) -> CodeExecution:
-        """Store one run (a finished one, or one ``running`` from its start); with its id."""
+        """Store one run (a finished one, or one ``running`` from its start), with its plots
+        as ``(mime, data)``; with its id."""
         record = CodeExecution(
             user_id=user_id,
             project_id=project_id,
@@ -185,9 +201,18 @@ class Database:
             files=files,
             compile_output=compile_output,
             compile_time=compile_time,
+            cpu_time=cpu_time,
+            memory_peak=memory_peak,
+            tests=tests,
+            tests_passed=tests_passed,
+            tests_total=tests_total,
+            image_count=len(images),
         )
         async with self._session() as session:
             session.add(record)
+            await session.flush()  # the id, for the images
+            assert record.id is not None
+            session.add_all(_images(record.id, images))
             await session.commit()
         return record
 
@@ -217,13 +242,32 @@ class Database:
             await session.exec(query)
             await session.commit()
 
-    async def finish_execution(self, execution_id: int, values: dict[str, Any]) -> None:
-        """Write how a run ended, whatever its record said (even ``interrupted``: a server
-        taken for dead that finishes its run after all knows best)."""
+    async def finish_execution(
+        self,
+        execution_id: int,
+        values: dict[str, Any],
+        images: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Write how a run ended, and its plots, whatever its record said (even
+        ``interrupted``: a server taken for dead that finishes its run after all knows best)."""
+        if images:
+            values = values | {"image_count": len(images)}
         query = update(CodeExecution).where(col(CodeExecution.id) == execution_id).values(**values)
         async with self._session() as session:
             await session.exec(query)
+            session.add_all(_images(execution_id, images))
             await session.commit()
+
+    async def execution_images(self, user_id: int, execution_id: int) -> list[RunImage]:
+        """The plots of one of the user's runs, in the order it showed them."""
+        query = (
+            select(RunImage)
+            .join(CodeExecution, col(CodeExecution.id) == col(RunImage.execution_id))
+            .where(RunImage.execution_id == execution_id, CodeExecution.user_id == user_id)
+            .order_by(col(RunImage.position))
+        )
+        async with self._read_session() as session:
+            return list((await session.exec(query)).all())
 
     async def list_executions(
         self,
@@ -535,6 +579,13 @@ class Database:
         if self._reads is None:
             raise RuntimeError("the database is not open")
         return self._reads()
+
+
+def _images(execution_id: int, images: Sequence[tuple[str, bytes]]) -> list[RunImage]:
+    return [
+        RunImage(execution_id=execution_id, position=n, mime=mime, data=data)
+        for n, (mime, data) in enumerate(images)
+    ]
 
 
 def _reader(writer: AsyncEngine, url: URL) -> AsyncEngine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, LargeBinary, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -104,6 +104,28 @@ class CodeExecution(SQLModel, table=True):
     """The compiler's messages, as delivered (compiled languages only)."""
     compile_time: float | None = None
     """Seconds of the compile stage; ``execution_time`` counts the run stage only."""
+    cpu_time: float | None = None
+    """Seconds of CPU (user plus system) the program used, as its sandbox measured them."""
+    memory_peak: int | None = Field(default=None, sa_type=BigInteger)
+    """Bytes of peak resident memory of the program."""
+    tests: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
+    """For a run against test cases: each test's result, as its ``test`` frame said it."""
+    tests_passed: int | None = None
+    tests_total: int | None = None
+    image_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """How many plots the run showed and ``run_images`` keeps (read apart: they are large)."""
+
+
+class RunImage(SQLModel, table=True):
+    """A plot a run showed, in the order it came; at most the run's image cap of them."""
+
+    __tablename__ = "run_images"
+
+    id: int | None = Field(default=None, primary_key=True)
+    execution_id: int = Field(foreign_key="code_executions.id", ondelete="CASCADE", index=True)
+    position: int
+    mime: str
+    data: bytes = Field(sa_type=LargeBinary, repr=False)
 
 
 class Instance(SQLModel, table=True):

@@ -509,3 +509,53 @@ async def test_a_plot_appears_and_a_failing_test_case_shows_its_diff(
     await expect(plot).to_have_count(0)  # a new run starts with a clean output
     await expect_status(page, "error")
     await expect(page.locator("[data-testid=test-summary]")).to_have_text("1/2 tests passed")
+
+
+async def test_a_failing_test_shows_its_diff_and_a_plot_shows_in_the_output(
+    page: Page, server: ServerProcess
+) -> None:
+    """A student checks a program against two test cases, then runs the plot example; both
+    come back from history as they were shown."""
+    await sign_up(page, server)
+    await set_code(page, "python", "n = int(input())\nprint(n * 2)\n")
+    await page.click("#tests-panel summary")
+    for name, given, expected in (("doubles", "4", "8"), ("wrong", "3", "7")):
+        await page.get_by_test_id("add-test").click()
+        row = page.get_by_test_id("test-row").last
+        await row.locator("[data-field=name]").fill(name)
+        await row.locator("[data-field=stdin]").fill(given + "\n")
+        await row.locator("[data-field=expected]").fill(expected + "\n")
+    await page.get_by_test_id("run-tests").click()
+    results = page.get_by_test_id("test-result")
+    await expect(results).to_have_count(2, timeout=RUN_TIMEOUT * 2)
+    await expect(results.nth(0)).to_have_attribute("data-passed", "true")
+    await expect(results.nth(1)).to_have_attribute("data-passed", "false")
+    await expect(results.nth(0).get_by_test_id("test-diff")).to_have_count(0)
+    diff = results.nth(1).get_by_test_id("test-diff")
+    await expect(diff).to_contain_text("-7")
+    await expect(diff).to_contain_text("+6")
+    await expect(page.get_by_test_id("test-summary")).to_have_text("1/2 tests passed")
+
+    # The plot example: its figure shows under the text output, as an image.
+    await page.get_by_test_id("plot-example").click()
+    await page.click("#run")
+    await expect_status(page, "success")
+    plot = page.get_by_test_id("plot")
+    await expect(plot).to_have_count(1)
+    assert await plot.evaluate("img => img.complete && img.naturalWidth > 100")
+    await expect(page.get_by_test_id("test-result")).to_have_count(0)  # a new run, new results
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "tests-and-plot.png"))
+
+    # From history: the plot run brings its figure back, the test run its checklist and diff.
+    items = page.locator("[data-testid=history-item]")
+    await expect(items).to_have_count(2)
+    await expect(items.nth(1)).to_contain_text("1/2 tests passed")
+    await items.nth(1).locator("[data-testid=history-open]").click()
+    await expect(page.get_by_test_id("plot")).to_have_count(0)
+    await expect(page.get_by_test_id("test-result")).to_have_count(2)
+    await expect(page.get_by_test_id("test-diff")).to_contain_text("+6")
+    await items.nth(0).locator("[data-testid=history-open]").click()
+    await expect(page.get_by_test_id("test-result")).to_have_count(0)
+    await expect(page.get_by_test_id("plot")).to_have_count(1)
+    assert await page.get_by_test_id("plot").evaluate("img => img.naturalWidth > 100")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 import pytest
 
 from tests.server import ServerProcess
@@ -77,8 +78,22 @@ async def test_images_past_the_cap_give_one_limit_frame(server: ServerProcess, u
     async with await open_socket(server, user[1]) as ws:
         await run(ws, code)
         frames = await frames_until_exit(ws, timeout=90)
-    assert [f["type"] for f in frames].count("image") == 5
+    images = [f["data"] for f in frames if f["type"] == "image"]
+    assert len(images) == 5
     limits = [f for f in frames if f["type"] == "limit"]
     assert len(limits) == 1 and limits[0]["limit"] == "image"
     assert stdout_of(frames) == "done\n"
     assert frames[-1]["status"] == "success"
+    # History keeps the plots the run showed, up to the cap, in their order.
+    record = await history_record(server, user[1], frames[-1]["execution_id"])
+    assert record["image_count"] == 5
+    assert [i["data"] for i in record["images"]] == images
+    assert {i["mime"] for i in record["images"]} == {"image/png"}
+
+
+async def history_record(server: ServerProcess, token: str, execution_id: int) -> dict:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.get(f"/api/v1/code/history/{execution_id}")
+    assert response.status_code == 200, response.text
+    return response.json()

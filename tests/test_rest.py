@@ -45,6 +45,12 @@ RECORD_FIELDS = {
     "files",
     "compile_output",
     "compile_time",
+    "cpu_time",
+    "memory_peak",
+    "tests_passed",
+    "tests_total",
+    "tests",
+    "image_count",
     "created_at",
 }
 
@@ -169,7 +175,8 @@ def test_execute_response_field_by_field(server: ServerProcess, user) -> None:
         assert isinstance(body["execution_time"], float) and body["execution_time"] > 0
         assert 0 <= body["cpu_time"] < 5 and 0 <= body["memory_peak"] < 64 * 1024 * 1024
         record = client.get(f"/api/v1/code/history/{body['execution_id']}").json()
-    assert set(record) == RECORD_FIELDS
+    assert set(record) == RECORD_FIELDS | {"images"}  # one run's record: with its plots
+    assert (record["cpu_time"], record["memory_peak"]) == (body["cpu_time"], body["memory_peak"])
     assert record["project_id"] == 7
     assert record["stdin"] == "Ada\n"
     assert record["output"] == "Hello, Ada\n"

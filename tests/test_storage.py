@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
-from storage import CodeExecution, Database, User, UsernameTaken
+from storage import CodeExecution, Database, RunImage, User, UsernameTaken
 
 
 def url(path: Path) -> str:
@@ -147,6 +148,12 @@ async def test_an_execution_is_stored_whole(db: Database):
         files=[{"name": "util.py", "content": "x = 1\n"}],
         compile_output="note: é\n",
         compile_time=0.5,
+        cpu_time=0.125,
+        memory_peak=5_000_000_000,  # past 2**31: a BIGINT on PostgreSQL
+        tests=[{"name": "t1", "passed": False, "diff": "-1\n+2\n"}],
+        tests_passed=0,
+        tests_total=1,
+        images=[("image/png", b"\x89PNG one"), ("image/png", b"\x89PNG two")],
     )
     assert saved.id is not None
 
@@ -169,8 +176,34 @@ async def test_an_execution_is_stored_whole(db: Database):
         "files": [{"name": "util.py", "content": "x = 1\n"}],
         "compile_output": "note: é\n",
         "compile_time": 0.5,
+        "cpu_time": 0.125,
+        "memory_peak": 5_000_000_000,
+        "tests": [{"name": "t1", "passed": False, "diff": "-1\n+2\n"}],
+        "tests_passed": 0,
+        "tests_total": 1,
+        "image_count": 2,
     }
     assert record.created_at.tzinfo is not None
+    images = await db.execution_images(user.id, saved.id)
+    assert [(i.position, i.mime, i.data) for i in images] == [
+        (0, "image/png", b"\x89PNG one"),
+        (1, "image/png", b"\x89PNG two"),
+    ]
+
+
+async def test_images_are_the_owners_and_go_with_their_run(db: Database):
+    ada, bob = await db.create_user("ada", "h"), await db.create_user("bob", "h")
+    assert ada.id is not None and bob.id is not None
+    running = await save(db, ada.id, status="running")
+    assert running.id is not None
+    # A run that showed its plots while running gets them with its final record.
+    await db.finish_execution(running.id, {"status": "success"}, [("image/png", b"plot")])
+    assert (await db.get_execution(ada.id, running.id)).image_count == 1  # type: ignore[union-attr]
+    assert await db.execution_images(bob.id, running.id) == []
+    assert await db.delete_execution(ada.id, running.id)
+    assert await db.execution_images(ada.id, running.id) == []
+    async with db._session() as session:  # no orphan left behind by the delete
+        assert (await session.exec(select(RunImage))).all() == []
 
 
 async def test_optional_fields_stay_empty(db: Database):

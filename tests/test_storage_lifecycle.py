@@ -128,6 +128,7 @@ def test_the_db_upgrade_command_migrates_postgresql(postgres: PostgresServer) ->
         "code_executions",
         "instances",
         "run_slots",
+        "run_images",
     }
 
 

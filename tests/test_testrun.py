@@ -106,6 +106,10 @@ def test_rest_execute_with_tests_answers_every_result_and_keeps_one_record(
         assert "+8" in body["tests"][1]["diff"]
         record = client.get(f"/api/v1/code/history/{body['execution_id']}")
         assert record.status_code == 200
-        assert record.json()["output"] == "PASS ok (success)\nFAIL no (success)\n"
+        stored = record.json()
+        assert stored["output"] == "PASS ok (success)\nFAIL no (success)\n"
+        # History keeps each test's result as the answer gave it, diff included.
+        assert (stored["tests_passed"], stored["tests_total"]) == (1, 2)
+        assert stored["tests"] == body["tests"]
         bad = execute(client, DOUBLE, tests=[])
         assert bad.status_code == 422 and "tests" in bad.text

@@ -17,7 +17,7 @@ import { loadLimits } from './limits.js';
 import { announceLanguage, startRun, stopRun, sendEofFromButton } from './run.js';
 import { initTests, testCases } from './tests.js';
 import { $, PROJECT_ID, darkScheme, state } from './state.js';
-import { hideMessage, showLimits } from './ui.js';
+import { hideMessage, showLimits, updateRunUi } from './ui.js';
 
 function wire() {
   api.onUnauthorized(handleUnauthorized);
@@ -33,10 +33,12 @@ function wire() {
   $('clear').addEventListener('click', () => state.terminal && state.terminal.clearScreen());
   $('language').addEventListener('change', (e) => {
     switchLanguage(e.target.value);
+    updateRunUi();
     announceLanguage();
   });
   $('reset-example').addEventListener('click', () => loadExample('hello'));
   $('input-example').addEventListener('click', () => loadExample('input'));
+  $('plot-example').addEventListener('click', () => loadExample('plot'));
   $('history-refresh').addEventListener('click', () => loadHistory({ loud: true }));
   $('history-more').addEventListener('click', () => loadHistory({ more: true, loud: true }));
   document.addEventListener('keydown', (e) => {

@@ -1,11 +1,11 @@
 // The examples the server gives for each language (the languages endpoint's `examples`):
-// a hello world, and a program that reads input. Loading one replaces the code as one
+// a hello world, a program that reads input, and for some a plot. Loading one replaces the code as one
 // undoable edit.
 
 import { replaceCode } from './editor.js';
 import { findLanguage, state } from './state.js';
 
-/** The example of the editor's language: `kind` is 'hello' or 'input'. */
+/** The example of the editor's language: `kind` is 'hello', 'input' or 'plot'. */
 export function exampleFor(lang, kind) {
   return (lang.examples || {})[kind] || '';
 }

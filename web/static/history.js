@@ -6,7 +6,9 @@ import { replaceCode, switchLanguage } from './editor.js';
 import { setFiles } from './files.js';
 import { truncatedText } from './limits.js';
 import { $, PROJECT_ID, findLanguage, state } from './state.js';
-import { SHORT_LABELS, hideMessage, setResultStatus, showMessage, statusLabel } from './ui.js';
+import { clearImages, showImage } from './images.js';
+import { clearResults, showTestResult, showTestSummary, summary, usageText } from './tests.js';
+import { SHORT_LABELS, hideMessage, setResultStatus, showMessage, statusLabel, updateRunUi } from './ui.js';
 
 const HISTORY_PAGE = 50;
 
@@ -87,7 +89,13 @@ function historyItem(record) {
   badge.className = `history-badge status-${record.status}`;
   badge.dataset.testid = 'history-badge';
   badge.textContent = SHORT_LABELS[record.status] || statusLabel(record.status);
-  const facts = [lang ? lang.name : record.language, formatSeconds(record.execution_time), created ? timeAgo(created) : '']
+  const facts = [
+    lang ? lang.name : record.language,
+    summary(record),
+    formatSeconds(record.execution_time),
+    usageText(record),
+    created ? timeAgo(created) : '',
+  ]
     .filter(Boolean)
     .join(' · ');
   meta.append(badge, document.createTextNode(` ${facts}`));
@@ -132,7 +140,10 @@ function openRecord(record) {
     return;
   }
   hideMessage();
-  if (state.language !== lang.id) switchLanguage(lang.id);
+  if (state.language !== lang.id) {
+    switchLanguage(lang.id);
+    updateRunUi();
+  }
   replaceCode(record.code || '');
   setFiles(record.files || []);
   const terminal = state.terminal;
@@ -146,8 +157,15 @@ function openRecord(record) {
   }
   terminal.writeOutput(record.output || '', 'stdout');
   terminal.writeOutput(record.error || '', 'stderr');
-  const parts = [statusLabel(record.status), exitText(record), formatSeconds(record.execution_time)];
+  const parts = [
+    statusLabel(record.status),
+    summary(record),
+    exitText(record),
+    formatSeconds(record.execution_time),
+    usageText(record),
+  ];
   terminal.writeNote(`[${parts.filter(Boolean).join(' · ')}]`, noteKind(record.status));
+  showStoredResults(record);
   if (record.status === 'interrupted') {
     terminal.writeNote('[The server stopped while this program ran: the output above is what had arrived.]', 'warning');
   }
@@ -155,6 +173,23 @@ function openRecord(record) {
   setResultStatus(record);
   state.history.openedId = record.id;
   markOpenedHistory();
+}
+
+// A stored run's checklist and plots, as the run showed them. The list leaves the plots
+// out (they are large): they come with the run's own record.
+async function showStoredResults(record) {
+  clearResults();
+  clearImages();
+  for (const test of record.tests || []) showTestResult(test);
+  showTestSummary(record);
+  if (!record.image_count) return;
+  try {
+    const { data } = await api.request('GET', `/api/v1/code/history/${encodeURIComponent(record.id)}`);
+    if (state.history.openedId !== record.id) return; // another run was opened meanwhile
+    for (const image of data.images || []) showImage(image);
+  } catch (err) {
+    showMessage(`Could not load the plots of run #${record.id}: ${describe(err)}`, 'warning');
+  }
 }
 
 async function deleteRecord(record, button) {

@@ -95,6 +95,10 @@ export function updateRunUi() {
   $('language').disabled = !state.editor || !state.languages.length;
   $('reset-example').disabled = !state.editor;
   $('input-example').disabled = !state.editor;
+  // Only languages that can draw (the languages endpoint's `examples.plot`) offer a plot.
+  const lang = findLanguage(state.language);
+  $('plot-example').hidden = !(lang && lang.examples && lang.examples.plot);
+  $('plot-example').disabled = !state.editor;
   let hint = 'Click here and type to send input while the program runs. Enter sends a line, Ctrl+D ends input, Ctrl+C stops it.';
   if (run && run.stdinClosed) hint = 'Input closed (end-of-file sent). Output keeps streaming until the program ends.';
   else if (run) hint = 'Program running: type here to send input. Enter sends a line, Ctrl+D ends input, Ctrl+C stops it.';
