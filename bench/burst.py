@@ -35,7 +35,7 @@ from bench.machine import describe, load_average
 from bench.measure import say
 from bench.servers import raise_fd_limit
 from bench.stats import summary
-from sandbox.docker import LABEL, OWNER_LABEL, Runtime
+from sandbox.container import LABEL, OWNER_LABEL, Runtime
 from server.config import Settings
 from tests.server import PASSWORD, ServerProcess
 

@@ -19,7 +19,7 @@ from aiodocker.stream import Stream
 
 from sandbox import LANGUAGES, Language, Limits
 from sandbox.backend import header
-from sandbox.docker import (
+from sandbox.container import (
     FOLDER,
     LABEL,
     LAUNCHERS,
@@ -27,9 +27,9 @@ from sandbox.docker import (
     Runtime,
     container_config,
     new_owner_id,
-    remove_container,
-    wait_ready,
 )
+from sandbox.docker import wait_ready
+from sandbox.remover import remove_container
 
 BENCH_LABEL = "execstream.bench"
 RUN_SECONDS = 30.0  # bound on one container's whole life here

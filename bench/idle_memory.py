@@ -14,7 +14,8 @@ import sys
 from typing import Any
 
 from sandbox import LANGUAGES
-from sandbox.docker import IDLE_BYTES, DockerBackend, Runtime, new_owner_id
+from sandbox.container import IDLE_BYTES, Runtime, new_owner_id
+from sandbox.docker import DockerBackend
 from server.config import Settings
 
 MiB = 2**20

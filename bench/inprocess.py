@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import LANGUAGES, Language, Limits, RunRequest, Status
-from sandbox.docker import DockerBackend, DockerProcess, Runtime
+from sandbox.container import Runtime
+from sandbox.docker import DockerBackend, DockerProcess
 
 RUN_SECONDS = 35.0
 SETTLE_SECONDS = 1.0  # once the pool is full, for its launchers to be waiting

@@ -35,7 +35,7 @@ from bench.measure import Target, pool_full, say
 from bench.servers import Server, raise_fd_limit
 from bench.stats import summary
 from sandbox import LANGUAGES, Language
-from sandbox.docker import FOLDER, LAUNCHERS, Runtime
+from sandbox.container import FOLDER, LAUNCHERS, Runtime
 from server.config import Settings
 
 RESULTS = Path(__file__).parent / "results"

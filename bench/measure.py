@@ -14,7 +14,7 @@ from bench.machine import describe, load_average
 from bench.servers import Server, rss_bytes
 from bench.stats import ms, summary
 from sandbox import LANGUAGES
-from sandbox.docker import Runtime
+from sandbox.container import Runtime
 from server.config import Settings
 
 HELLO = {"python": 'print("hello")', "javascript": 'console.log("hello")'}

@@ -20,7 +20,8 @@ from typing import Any
 
 from bench.idle_memory import usage
 from sandbox import Image, RunRequest
-from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, Runtime, new_owner_id
+from sandbox.container import LABEL, OWNER_LABEL, Runtime, new_owner_id
+from sandbox.docker import DockerBackend
 from server.config import Settings
 
 MiB = 2**20

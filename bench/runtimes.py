@@ -27,7 +27,7 @@ from bench.measure import HELLO, Target, pool_full, say
 from bench.report import NAMES, Row, divide, times
 from bench.servers import Server, raise_fd_limit
 from bench.stats import summary
-from sandbox.docker import Runtime
+from sandbox.container import Runtime
 from server.config import Settings
 
 RUNTIMES: tuple[Runtime, Runtime] = ("runc", "runsc")

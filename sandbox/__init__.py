@@ -18,7 +18,8 @@ from sandbox.errors import (
 )
 from sandbox.files import SourceFile
 from sandbox.languages import LANGUAGES, Language, get_language
-from sandbox.run import SIGNALS, Image, Limits, Output, Result, Run, RunRequest, Stage, Status
+from sandbox.model import SIGNALS, Image, Limits, Output, Result, RunRequest, Stage, Status
+from sandbox.run import Run
 
 __all__ = [
     "LANGUAGES",

@@ -15,8 +15,9 @@ from typing import Any
 from sandbox.errors import BackendUnavailable, InvalidTimeout
 from sandbox.files import SourceFile, check_program
 from sandbox.languages import OUT, Language, compiler, get_language, is_compiler, main_class
+from sandbox.model import CompileStage, Limits, Process, RunRequest
 from sandbox.pool import Pool, PoolView
-from sandbox.run import CompileStage, Limits, Process, Run, RunRequest
+from sandbox.run import Run
 from sandbox.sidechannel import SideChannel
 
 log = logging.getLogger(__name__)

@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import json
 import logging
 import os
 import secrets
-import signal as signals
-import socket
 import ssl
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiodocker
 import aiohttp
@@ -25,261 +21,30 @@ from aiodocker.containers import DockerContainer
 from aiodocker.stream import Stream
 
 from sandbox.backend import Backend, compile_header, header
+from sandbox.container import (
+    FOLDER,
+    IDLE_BYTES,
+    LABEL,
+    LAUNCHERS,
+    OWNER_LABEL,
+    PRELOAD_BYTES,
+    READY,
+    Runtime,
+    RuntimeChoice,
+    choose_runtime,
+    container_config,
+    exit_from_code,
+    labels,
+    new_owner_id,
+)
 from sandbox.errors import BackendUnavailable, RuntimeMissing
 from sandbox.files import SourceFile
 from sandbox.gate import Gate
 from sandbox.languages import LANGUAGES, Language
-from sandbox.run import Exit, Limits, Output, Process
+from sandbox.model import Exit, Limits, Output, Process
+from sandbox.remover import ENGINE_ERRORS, REMOVE_TIMEOUT, Remover, create_container, describe
 
 log = logging.getLogger(__name__)
-
-LABEL = "execstream.managed"
-OWNER_LABEL = "execstream.owner"
-"""The id of the server instance that made a container (it outlives a restart's pid)."""
-LEGACY_LABEL = "execstream.server"
-"""``host:pid``, never read: servers of the previous version remove any managed container
-whose label does not name a live process of their host, so during an upgrade on a shared
-engine this keeps them off our containers. Drop it once no such server is left."""
-FOLDER = "/tmp"
-LAUNCHERS = "/opt/execstream"
-INIT = f"{LAUNCHERS}/init"
-USER = "10001:10001"
-READY = b"\x06"
-"""The byte our init writes to stdout once signals sent to it are no longer lost."""
-WATCHDOG_GRACE = 2.0
-"""Seconds the init of a container gives a program past its wall time before it kills
-everything: the server stops it at its wall time; init is for when the server cannot."""
-
-Runtime = Literal["runc", "runsc"]
-RuntimeChoice = Literal["auto", "runc", "runsc"]
-"""runc: the host kernel's namespaces; runsc: gVisor, a kernel of its own in between."""
-
-RUNSC_TASKS = 64
-"""Host tasks gVisor's own kernel (Sentry and Gofer threads) needs beside the program: the
-host's pids limit counts them too (about 50 when idle, measured with Debian's runsc 2022),
-so under runsc the limit is the program's share plus these, or Node.js alone would not fit."""
-
-MB = 1024 * 1024
-IDLE_BYTES: dict[tuple[Runtime, str], int] = {
-    ("runc", "python"): 5 * MB,
-    ("runc", "javascript"): 16 * MB,
-    ("runsc", "python"): 20 * MB,
-    ("runsc", "javascript"): 30 * MB,
-    # launch_exec.py (Bash, Lua and the run of a compiled program; named by its first
-    # language) and the compile containers (launch_compile.py, with Go's cache on its
-    # tmpfs): runc 5.4 and 7.7 MiB, runsc 19.6 and 30.2 MiB, measured the same way.
-    ("runc", "bash"): 6 * MB,
-    ("runsc", "bash"): 20 * MB,
-    ("runc", "compiler"): 8 * MB,
-    ("runsc", "compiler"): 31 * MB,
-    ("runc", "ruby"): 10 * MB,
-    ("runsc", "ruby"): 24 * MB,
-    ("runc", "php"): 6 * MB,
-    ("runsc", "php"): 24 * MB,
-}
-"""Memory of one idle warm container, by runtime and launcher (named by its first language):
-the container's cgroup memory usage as the engine's stats report it, measured with
-``python -m bench.idle_memory`` (runc 4.6 and 15.0 MiB, runsc 18.5 and 27.2 MiB on the
-Debian 12 engine of bench/results; Ruby, the exec launcher and PHP: runc 9.2, 4.5 and
-5.5 MiB, runsc 22.6, 18.5 and 22.0 MiB), rounded up. Under runsc the cgroup holds gVisor's own
-kernel (Sentry, Gofer) too, which is most of the difference."""
-
-PRELOAD_BYTES: dict[Runtime, int] = {"runc": 24 * MB, "runsc": 32 * MB}
-"""What importing numpy and matplotlib.pyplot in the warm Python launcher adds to an idle
-container (EXECSTREAM_PYTHON_PRELOAD): median idle cgroup usage with and without, measured
-with ``python -m bench.plots`` (runc 16.9 -> 39.6 MiB, runsc 26.9 -> 58.4 MiB), rounded up.
-It buys the first image of a small plot in 0.24 s instead of 2.0 s (runc; runsc 0.31 vs 2.8)."""
-
-# The engine wraps calls that fail for reasons of its own; these are the ones we expect.
-ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
-_RETRY_SECONDS = (1, 5, 30, 60)  # between tries to remove a container the engine refused
-
-
-def new_owner_id(prefix: str | None = None) -> str:
-    """A fresh instance id: ``prefix`` (the host by default), then random hex."""
-    return f"{prefix or socket.gethostname()}-{uuid.uuid4().hex[:12]}"
-
-
-def labels(owner: str, **extra: str) -> dict[str, str]:
-    legacy = f"{socket.gethostname()}:{os.getpid()}"
-    return {LABEL: "true", OWNER_LABEL: owner, LEGACY_LABEL: legacy, **extra}
-
-
-def choose_runtime(wanted: RuntimeChoice, available: Mapping[str, Any]) -> Runtime:
-    """The runtime to use, given those the engine lists: ``auto`` prefers gVisor."""
-    if wanted == "runc":
-        return "runc"
-    if "runsc" in available:
-        return "runsc"
-    if wanted == "runsc":
-        raise RuntimeMissing(
-            "EXECSTREAM_RUNTIME=runsc but the Docker engine has no runsc runtime "
-            f"(it lists: {', '.join(sorted(available)) or 'none'}); "
-            "register gVisor with the engine (README.md, Running under gVisor) or choose auto"
-        )
-    log.warning(
-        "the Docker engine has no runsc runtime: programs run under runc, with the host "
-        "kernel as their only wall (README.md, Running under gVisor)"
-    )
-    return "runc"
-
-
-def container_config(
-    image: str,
-    language: Language,
-    limits: Limits,
-    owner: str,
-    runtime: Runtime,
-    idle_seconds: float,
-    preload: bool = False,
-    report_key: str = "",
-) -> dict[str, Any]:
-    """Everything that isolates one run. Each flag here is part of the security model.
-
-    ``preload`` has the Python launcher import matplotlib while it waits (launch.py);
-    ``report_key`` keys init's usage frame (init.c), which only init may know.
-    """
-    env = ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"]
-    if report_key:
-        env.append(f"EXECSTREAM_REPORT_KEY={report_key}")
-    if preload and language.launcher == LANGUAGES["python"].launcher:
-        env.append("EXECSTREAM_PRELOAD=1")
-    return {
-        "Image": image,
-        # Our init (sandbox/image/init.c) ends the container after ``idle_seconds`` without a
-        # program, or at the program's wall time (at most ours) plus a grace.
-        "Entrypoint": [
-            INIT,
-            f"{idle_seconds:g}",
-            f"{limits.wall_time:g}",
-            f"{WATCHDOG_GRACE:g}",
-            "--",
-        ],
-        "Cmd": [arg.format(launchers=LAUNCHERS, dir=FOLDER) for arg in language.launcher],
-        "User": USER,
-        "WorkingDir": FOLDER,
-        "Env": env,
-        "AttachStdin": True,
-        "AttachStdout": True,
-        "AttachStderr": True,
-        "OpenStdin": True,
-        "StdinOnce": True,  # our end-of-file closes the program's stdin
-        "Tty": False,
-        "NetworkDisabled": True,
-        "Labels": labels(owner, **{"execstream.language": language.id}),
-        "HostConfig": {
-            "Runtime": runtime,
-            "NetworkMode": "none",
-            "ReadonlyRootfs": True,
-            "Tmpfs": {FOLDER: f"rw,nosuid,nodev,noexec,size={limits.tmp_bytes},mode=1777"},
-            "CapDrop": ["ALL"],
-            "SecurityOpt": ["no-new-privileges"],
-            "Memory": limits.memory_bytes,
-            "MemorySwap": limits.memory_bytes,  # equal to Memory: no swap on top
-            "NanoCpus": int(limits.cpus * 1e9),
-            "PidsLimit": limits.pids + (RUNSC_TASKS if runtime == "runsc" else 0),
-            "Ulimits": [
-                {"Name": "nofile", "Soft": limits.open_files, "Hard": limits.open_files},
-                {"Name": "fsize", "Soft": limits.file_bytes, "Hard": limits.file_bytes},
-                {"Name": "core", "Soft": 0, "Hard": 0},
-            ],
-            "IpcMode": "private",
-            "ShmSize": 1024 * 1024,
-            "LogConfig": {"Type": "none"},  # output goes to the client, never to the disk
-        },
-    }
-
-
-def exit_from_code(code: int, oom_killed: bool) -> Exit:
-    """Our init, PID 1, exits with 128+N when the program died of signal N (and with 137,
-    SIGKILL, when its watchdog ended the container)."""
-    if code > 128:
-        with contextlib.suppress(ValueError):
-            return Exit(None, signals.Signals(code - 128).name, oom_killed)
-    return Exit(code, None, oom_killed)
-
-
-REMOVE_TIMEOUT = 15.0
-"""Seconds one removal may take before it is left to the retries."""
-
-
-class Remover:
-    """Removes containers within a bounded time, and never raises.
-
-    A container the engine would not remove (an error, or no answer in time) is kept and
-    retried in the background, with growing pauses, for as long as the backend is open.
-    What is still there when it closes is logged and left to the sweep of the containers of
-    dead instances (it carries our owner label); its init has stopped it by then anyway.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.failed: dict[str, DockerContainer] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._retrying: asyncio.Task[None] | None = None
-
-    async def remove(self, container: DockerContainer) -> bool:
-        """Whether the container is gone; if not, it is retried later."""
-        # A task of ours, so that ``close`` waits for removals under way.
-        if await asyncio.shield(self._spawn(self._attempt(container))):
-            return True
-        if self._retrying is None or self._retrying.done():
-            self._retrying = self._spawn(self._retry())
-        return False
-
-    async def _attempt(self, container: DockerContainer) -> bool:
-        """One bounded try; a container that is still there is kept for the next."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                await remove_container(container)
-        except ENGINE_ERRORS as exc:
-            log.warning("could not remove container %s: %s", container.id[:12], describe(exc))
-            self.failed[container.id] = container
-            return False
-        self.failed.pop(container.id, None)
-        return True
-
-    def remove_when_made(self, creating: asyncio.Future[DockerContainer]) -> None:
-        """For a create we stopped waiting for: remove the container if the engine makes it
-        (``close`` waits for that a while)."""
-        self._spawn(self._remove_when_made(creating))
-
-    async def _remove_when_made(self, creating: asyncio.Future[DockerContainer]) -> None:
-        try:
-            container = await creating
-        except ENGINE_ERRORS:
-            return  # never made
-        await self.remove(container)
-
-    async def _retry(self) -> None:
-        for delay in itertools.chain(_RETRY_SECONDS, itertools.repeat(_RETRY_SECONDS[-1])):
-            await asyncio.sleep(delay)
-            for container in list(self.failed.values()):
-                await self._attempt(container)
-            if not self.failed:
-                return
-
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def close(self) -> None:
-        """One last bounded try for what is left; the rest goes to the sweep."""
-        if self._retrying is not None:
-            self._retrying.cancel()
-        pending = [task for task in self._tasks if task is not self._retrying]
-        if pending:
-            await asyncio.wait(pending, timeout=self.timeout)
-        for container in list(self.failed.values()):
-            await self._attempt(container)
-        if self.failed:
-            log.error(
-                "left %d container(s) the engine would not remove, for the sweep: %s",
-                len(self.failed),
-                ", ".join(id_[:12] for id_ in self.failed),
-            )
 
 
 class DockerProcess:
@@ -390,33 +155,6 @@ class DockerProcess:
         await self._remover.remove(self.container)
 
 
-async def create_container(
-    docker: aiodocker.Docker, config: dict[str, Any], remover: Remover
-) -> DockerContainer:
-    """Create a container. If we stop waiting (cancelled, or out of time), the engine may
-    still make it: it is removed when it appears, rather than left behind."""
-    creating = asyncio.ensure_future(docker.containers.create(config=config))
-    try:
-        return await asyncio.shield(creating)
-    except asyncio.CancelledError:
-        remover.remove_when_made(creating)
-        raise
-
-
-async def remove_container(container: DockerContainer) -> None:
-    """Remove a container whatever state it is in; gone already is fine."""
-    for attempt in range(3):
-        try:
-            await container.delete(force=True, v=True)
-            return
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return
-            if attempt == 2:
-                raise
-            await asyncio.sleep(0.2 * (attempt + 1))
-
-
 async def wait_ready(stream: Stream) -> Output | None:
     """Wait for init's ready byte, the first of stdout: until init has set its signals up,
     the kernel drops signals sent to it, so a Stop sent at once would be lost. Whatever
@@ -426,12 +164,6 @@ async def wait_ready(stream: Stream) -> Output | None:
         raise ConnectionError("the sandbox's init did not report ready")
     rest = message.data[len(READY) :]
     return Output("stdout", rest) if rest else None
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "the engine did not answer in time"
-    return str(exc) or type(exc).__name__
 
 
 class DockerBackend(Backend):

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.backend import Backend
-from sandbox.docker import ENGINE_ERRORS, DockerBackend, describe
+from sandbox.docker import DockerBackend
 from sandbox.errors import BackendUnavailable, RuntimeMissing
 from sandbox.files import SourceFile
 from sandbox.languages import Language, get_language
-from sandbox.run import Process, Run, RunRequest
+from sandbox.model import Process, RunRequest
+from sandbox.remover import ENGINE_ERRORS, describe
+from sandbox.run import Run
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from sandbox.errors import UnknownLanguage
 
 if TYPE_CHECKING:
-    from sandbox.run import Limits
+    from sandbox.model import Limits
 
 COMPILE_LAUNCHER = ("python3", "-u", "{launchers}/launch_compile.py")
 """The launcher of every compile container; see ``sandbox/image/launch_compile.py``."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from sandbox.backend import Backend, compile_header, header
 from sandbox.files import SourceFile
 from sandbox.languages import Language
-from sandbox.run import Exit, Limits, Output, Process, StreamName
+from sandbox.model import Exit, Limits, Output, Process, StreamName
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from sandbox.languages import LANGUAGES, Language, compiler, sandboxes
-from sandbox.run import Process
+from sandbox.model import Process
 
 log = logging.getLogger(__name__)
 

@@ -14,154 +14,30 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Callable
 
+from sandbox.build import Build
 from sandbox.errors import BackendUnavailable, StdinBacklog
-from sandbox.files import SourceFile
 from sandbox.languages import Language
+from sandbox.model import (
+    SIGNALS,
+    CompileStage,
+    Exit,
+    Image,
+    Output,
+    Process,
+    Result,
+    Stage,
+    Status,
+    StreamName,
+)
 from sandbox.sidechannel import SideChannel
+from sandbox.utf8 import boundary, unfinished
 
 log = logging.getLogger(__name__)
 
-StreamName = Literal["stdout", "stderr"]
-SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
 _KILL_GRACE = 5.0  # seconds to wait for a killed process to be reported gone
 _DRAIN_GRACE = 1.0  # seconds for the last output to arrive once the process is gone
-
-
-class Status(StrEnum):
-    SUCCESS = "success"
-    ERROR = "error"
-    TIMEOUT = "timeout"
-    MEMORY_LIMIT = "memory_limit"
-    OUTPUT_LIMIT = "output_limit"
-    KILLED = "killed"
-    INTERNAL_ERROR = "internal_error"
-    COMPILE_ERROR = "compile_error"
-    BACKEND_UNAVAILABLE = "backend_unavailable"
-    """The engine running the program broke or stopped answering: how it ended is unknown."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one run may use. The defaults live in the server's configuration."""
-
-    wall_time: float
-    memory_bytes: int
-    cpus: float
-    pids: int
-    output_bytes: int
-    code_bytes: int
-    stdin_backlog_bytes: int
-    """Input accepted from the client but not yet taken by the program, at most."""
-    tmp_bytes: int
-    open_files: int
-    file_bytes: int
-    image_bytes: int = 1024 * 1024
-    """One plot's PNG, at most; a larger one is dropped (a ``limit`` frame says so)."""
-    images: int = 5
-    """Plots per run, at most; past them, a ``limit`` frame."""
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    language: str
-    code: str
-    stdin: bytes | None = None
-    """The whole input, followed by end-of-file; ``None`` keeps stdin open for ``write_stdin``."""
-    timeout: float | None = None
-    """Wall time in seconds; at most ``Limits.wall_time``, which is also the default."""
-    files: tuple[SourceFile, ...] = ()
-    """Written beside the entry file (``code``); see ``sandbox.files``."""
-
-
-@dataclass(frozen=True)
-class Output:
-    stream: StreamName
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A two-stage run moved on: ``compile`` starts, then ``run`` once the build succeeded."""
-
-    stage: Literal["compile", "run"]
-
-
-@dataclass(frozen=True)
-class CompileStage:
-    """The compile stage of a run, as the backend set it up: its process has begun."""
-
-    wall_time: float
-    output_bytes: int
-    """The cap on the compiler's messages."""
-    artifact_bytes: int
-    """What the build may send back at most (what fits on the run container's tmpfs)."""
-    memory_bytes: int
-    start_run: Callable[[bytes], Awaitable[Process]]
-    """Starts the run stage with the build's artifact: the run's process, begun."""
-
-
-@dataclass(frozen=True)
-class Image:
-    """A plot the program showed, in the order of its output; ``data`` None once past the
-    image caps (said once, then later images are dropped silently)."""
-
-    data: bytes | None
-    mime: str = "image/png"
-
-
-@dataclass(frozen=True)
-class Exit:
-    """How the process ended, as the backend saw it."""
-
-    exit_code: int | None
-    signal: str | None
-    oom_killed: bool = False
-
-
-@dataclass(frozen=True)
-class Result:
-    status: Status
-    exit_code: int | None
-    signal: str | None
-    execution_time: float
-    """The run stage's time; a compile stage counts in ``compile_time``."""
-    output_truncated: bool
-    compile_time: float | None = None
-    cpu_time: float | None = None
-    """CPU seconds (user plus system) the program used, as the sandbox's init measured (the
-    run stage's, for a compiled language)."""
-    memory_peak: int | None = None
-    """Its peak resident memory in bytes; both None when the sandbox could not report."""
-
-
-class Process(Protocol):
-    """One sandboxed program as a backend runs it; every method may be called once it began."""
-
-    async def begin(self, header: bytes) -> None:
-        """Hand the launcher its program. The wall clock starts here."""
-
-    def alive(self) -> bool:
-        """Whether a process that has not begun could still take a program (cheap: no I/O)."""
-
-    async def read(self) -> Output | None:
-        """The next chunk of output, or None once the program closed its output."""
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def close_stdin(self) -> None: ...
-
-    async def signal(self, name: str) -> None: ...
-
-    async def wait(self) -> Exit:
-        """How the process ended; raises ``BackendUnavailable`` when that cannot be known."""
-
-    async def remove(self) -> None:
-        """Stop the program if needed and free everything it held; safe to call twice."""
 
 
 class Run:
@@ -370,7 +246,7 @@ class Run:
         self._emit(Stage("compile"))
         began = time.monotonic()
         compiler = self._process
-        build = _Build(stage.output_bytes, stage.artifact_bytes)
+        build = Build(stage.output_bytes, stage.artifact_bytes)
         pump = asyncio.create_task(self._pump_build(compiler, build))
         exited = asyncio.create_task(compiler.wait())
         note = None
@@ -445,7 +321,7 @@ class Run:
             await self._process.signal("SIGKILL")
         return True
 
-    async def _pump_build(self, compiler: Process, build: _Build) -> None:
+    async def _pump_build(self, compiler: Process, build: Build) -> None:
         """The compiler's messages go out (up to their cap); the artifact is kept. Ends at
         the end of the output, or as soon as the build is complete."""
         # The compiler's init reports its usage too: that frame is not a message (the run's
@@ -572,9 +448,9 @@ class Run:
                 if self._side_budget < 0:
                     return Status.OUTPUT_LIMIT
             data = held[out.stream] + out.data
-            whole = len(data) - _unfinished(data)
+            whole = len(data) - unfinished(data)
             if whole > budget:
-                if cut := _boundary(data, budget):
+                if cut := boundary(data, budget):
                     self._emit(Output(out.stream, data[:cut]))
                 self._truncated = True
                 return Status.OUTPUT_LIMIT
@@ -642,69 +518,6 @@ class Run:
         return Status.SUCCESS if exit_.exit_code == 0 else Status.ERROR
 
 
-class _Build:
-    """What a compile stage sends: messages within their cap, and the artifact within its."""
-
-    def __init__(self, message_bytes: int, artifact_bytes: int) -> None:
-        self.message_bytes = message_bytes
-        self._budget = message_bytes
-        self._artifact_bytes = artifact_bytes
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._head = b""
-        self._announced: tuple[int, int] | None = None
-        """The launcher's line before the tar: its size, and the messages sent before it."""
-        self.said = 0
-        """Bytes of messages received, shown or not."""
-        self.truncated = False
-        self.told = False
-        self.overflow = False
-
-    @property
-    def complete(self) -> bool:
-        """The whole artifact and every message arrived (so the compile succeeded)."""
-        if self._announced is None or self.overflow:
-            return False
-        size, said = self._announced
-        return self._size == size and self.said >= said
-
-    def message(self, data: bytes) -> bytes:
-        """The part of ``data`` that fits the cap (never a cut character)."""
-        if self.truncated:
-            return b""
-        if len(data) <= self._budget:
-            self._budget -= len(data)
-            return data
-        cut = _boundary(data, self._budget)
-        self._budget = 0
-        self.truncated = True
-        return data[:cut]
-
-    def keep(self, data: bytes) -> None:
-        """Past its bound the artifact is dropped (the compile then fails), still read."""
-        if self._announced is None:
-            self._head += data
-            line, found, data = self._head.partition(b"\n")
-            if not found:
-                self.overflow = len(self._head) > 64  # not our launcher's line
-                return
-            try:
-                size, said = (int(part) for part in line.split())
-            except ValueError:
-                size, said = self._artifact_bytes + 1, 0  # garbage: refused below
-            self._announced = (size, said)
-            self.overflow = size > self._artifact_bytes
-        self._size += len(data)
-        if self._size > self._artifact_bytes:
-            self.overflow = True
-            self._parts.clear()
-        elif not self.overflow:
-            self._parts.append(data)
-
-    def artifact(self) -> bytes:
-        return b"".join(self._parts)
-
-
 def _usage(payload: bytes | None) -> dict[str, float]:
     """init's figures: {"cpu_time": seconds, "memory_peak": bytes}; empty when unreadable."""
     try:
@@ -716,38 +529,3 @@ def _usage(payload: bytes | None) -> dict[str, float]:
 
 def _same_stream(chunk: Output | Stage | Image, stream: StreamName) -> bool:
     return isinstance(chunk, Output) and chunk.stream == stream
-
-
-def _continuation(byte: int) -> bool:
-    return 0x80 <= byte <= 0xBF
-
-
-def _unfinished(data: bytes) -> int:
-    """How many bytes at the end of ``data`` begin a UTF-8 character it does not finish."""
-    for back in range(1, min(4, len(data) + 1)):
-        lead = data[-back]
-        if _continuation(lead):
-            continue
-        return back if back < _length(lead) else 0
-    return 0
-
-
-def _length(lead: int) -> int:
-    """Bytes in the UTF-8 character that ``lead`` begins (1 for anything that begins none)."""
-    if 0xC2 <= lead <= 0xDF:
-        return 2
-    if 0xE0 <= lead <= 0xEF:
-        return 3
-    if 0xF0 <= lead <= 0xF4:
-        return 4
-    return 1
-
-
-def _boundary(data: bytes, limit: int) -> int:
-    """The largest cut at most ``limit`` that does not split a UTF-8 character."""
-    cut = min(limit, len(data))
-    for _ in range(3):
-        if cut == len(data) or cut == 0 or not _continuation(data[cut]):
-            break
-        cut -= 1
-    return cut

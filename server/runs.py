@@ -34,13 +34,13 @@ from sandbox import (
 )
 from sandbox.files import check_program
 from sandbox.languages import get_language
-from sandbox.run import StreamName
+from sandbox.model import StreamName
 from server.audit import audit
 from server.metrics import Metrics, PoolStats
 from server.queue import Notify, RunQueue, ServerBusy
 from server.slots import SharedSlots
 from storage import Database
-from storage.database import RUNNING
+from storage.executions import RUNNING
 from storage.models import utc_now
 
 log = logging.getLogger(__name__)

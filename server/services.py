@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from sandbox import LANGUAGES, Backend
-from sandbox.docker import DockerBackend, new_owner_id
+from sandbox.container import new_owner_id
+from sandbox.docker import DockerBackend
 from sandbox.engines import EnginesBackend
 from sandbox.local import LocalBackend
 from server.auth import Passwords, Tokens

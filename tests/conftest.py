@@ -12,7 +12,8 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
+from sandbox.container import LABEL, OWNER_LABEL, new_owner_id
+from sandbox.docker import DockerBackend
 from server.config import Settings
 from tests.postgres import PostgresServer
 from tests.server import ServerProcess

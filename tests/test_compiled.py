@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sandbox import RunRequest, SourceFile, Status
-from sandbox.docker import DockerBackend, new_owner_id
+from sandbox.container import new_owner_id
+from sandbox.docker import DockerBackend
 from sandbox.languages import LANGUAGES
 from server.config import Settings
 from tests.conftest import SUITE

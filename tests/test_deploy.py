@@ -19,10 +19,12 @@ import pytest
 import yaml
 from websockets.asyncio.client import connect
 
-from sandbox.docker import OWNER_LABEL
+from sandbox.container import OWNER_LABEL
 from tests.conftest import SUITE
 from tests.nginx import ROOT, NginxProcess
 from tests.server import PASSWORD, ServerProcess, free_port
+from tests.test_reattach import output_until
+from tests.test_ws import frames_until_exit, next_frame, stdout_of
 
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 CLIENT = "127.0.0.3"
@@ -248,6 +250,7 @@ def balanced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balanced]:
         "EXECSTREAM_THROTTLE_PER_ADDRESS": f"{PER_ADDRESS}/hour",
         "EXECSTREAM_POOL_MIN": "1",
         "EXECSTREAM_LOG_LEVEL": "info",
+        "EXECSTREAM_REATTACH_SECONDS": "60",  # the default is 15: room for a busy machine
     }
     servers = [ServerProcess(folder / name, **shared) for name in ("a", "b")]
     servers[0].start()  # the first creates the database; the second finds it made
@@ -292,6 +295,34 @@ async def test_a_users_sockets_all_reach_one_replica(balanced: Balanced) -> None
         await asyncio.sleep(0.3)  # the access lines are written
         grown = [after - was for after, was in zip(balanced.socket_opens(), before, strict=True)]
         assert sorted(grown) == [0, 4], grown
+
+
+@pytest.mark.docker
+async def test_a_lost_socket_reattaches_through_nginx_to_the_replica_holding_its_run(
+    balanced: Balanced,
+) -> None:
+    """The editor after a reload: a new socket through the balancer, with the same token,
+    reaches the replica that runs the program; the output so far comes back, then input
+    goes on to the same program."""
+    token = sign_up(balanced.url)
+    url = f"{balanced.nginx.ws_url}?token={token}"
+    code = "print('before', flush=True)\nname = input('Name? ')\nprint('Hello', name)"
+    before = balanced.socket_opens()
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "run", "language": "python", "code": code}))
+        started = await next_frame(ws, timeout=60)
+        assert started["type"] == "started", started
+        await output_until(ws, "Name? ")
+    async with connect(url) as ws:  # the socket was lost; the program waits for its name
+        await ws.send(json.dumps({"type": "attach", "run_id": started["run_id"]}))
+        assert (await next_frame(ws))["type"] == "attached"
+        assert stdout_of(await output_until(ws, "Name? ")) == "before\nName? "
+        await ws.send(json.dumps({"type": "stdin", "data": "Ada\n"}))
+        frames = await frames_until_exit(ws)
+    assert stdout_of(frames) == "Hello Ada\n" and frames[-1]["status"] == "success"
+    await asyncio.sleep(0.3)  # the access lines are written
+    grown = [after - was for after, was in zip(balanced.socket_opens(), before, strict=True)]
+    assert sorted(grown) == [0, 2], grown
 
 
 @pytest.mark.docker

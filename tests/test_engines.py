@@ -21,7 +21,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from sandbox.docker import LABEL, OWNER_LABEL
+from sandbox.container import LABEL, OWNER_LABEL
 from tests.conftest import SUITE
 from tests.server import ServerProcess
 from tests.test_ws import frames_until_exit, next_frame, open_socket, run

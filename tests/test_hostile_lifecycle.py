@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from sandbox.docker import LABEL, OWNER_LABEL, labels
+from sandbox.container import LABEL, OWNER_LABEL, labels
 from server.config import Settings
 from tests.server import ServerProcess
 

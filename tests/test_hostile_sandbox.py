@@ -13,7 +13,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from sandbox.docker import LABEL, OWNER_LABEL, WATCHDOG_GRACE
+from sandbox.container import LABEL, OWNER_LABEL, WATCHDOG_GRACE
 from sandbox.languages import sandboxes
 from tests.hanging_engine import HangingEngine
 from tests.server import ServerProcess

@@ -10,7 +10,8 @@ import aiodocker
 import pytest
 
 from sandbox import LANGUAGES, BackendUnavailable, RunRequest, Status
-from sandbox.docker import LABEL, OWNER_LABEL, DockerBackend, new_owner_id
+from sandbox.container import LABEL, OWNER_LABEL, new_owner_id
+from sandbox.docker import DockerBackend
 from sandbox.languages import sandboxes
 from server.config import Settings
 from tests.conftest import SUITE, engine_runtimes, managed_containers, wait_gone

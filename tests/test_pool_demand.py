@@ -12,7 +12,8 @@ import pytest
 
 from client import ExecClient
 from sandbox import LANGUAGES
-from sandbox.docker import IDLE_BYTES, LABEL, OWNER_LABEL, DockerBackend, new_owner_id
+from sandbox.container import IDLE_BYTES, LABEL, OWNER_LABEL, new_owner_id
+from sandbox.docker import DockerBackend
 from sandbox.languages import Language, sandboxes
 from server.config import Settings
 from tests.conftest import SUITE

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from sandbox import LANGUAGES
 from sandbox.gate import Gate
 from sandbox.languages import compiler, sandboxes
+from sandbox.model import Process
 from sandbox.pool import Pool, allocate, wanted
-from sandbox.run import Process
 from server.config import Settings, explain
 
 PYTHON, NODE = LANGUAGES["python"], LANGUAGES["javascript"]

@@ -12,7 +12,7 @@ import aiodocker
 import httpx
 import pytest
 
-from sandbox.docker import OWNER_LABEL
+from sandbox.container import OWNER_LABEL
 from tests.postgres import PostgresServer
 from tests.server import ServerProcess
 from tests.test_ws import frames_until_exit, next_frame, open_socket, run, stdout_of

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sandbox.docker import LABEL, OWNER_LABEL
+from sandbox.container import LABEL, OWNER_LABEL
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.docker

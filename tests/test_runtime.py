@@ -24,7 +24,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from sandbox import RunRequest, Status
-from sandbox.docker import DockerBackend, choose_runtime
+from sandbox.container import choose_runtime
+from sandbox.docker import DockerBackend
 from sandbox.errors import RuntimeMissing
 from server.config import Settings
 from tests.conftest import engine_runtimes, wait_gone

@@ -19,7 +19,8 @@ from sandbox import (
     StdinBacklog,
     UnknownLanguage,
 )
-from sandbox.docker import RUNSC_TASKS, DockerBackend, DockerProcess, labels, new_owner_id
+from sandbox.container import RUNSC_TASKS, labels, new_owner_id
+from sandbox.docker import DockerBackend, DockerProcess
 from sandbox.languages import sandboxes
 from server.config import Settings
 from tests.conftest import SUITE, managed_containers, wait_gone
