@@ -46,6 +46,9 @@ from sandbox.remover import ENGINE_ERRORS, REMOVE_TIMEOUT, Remover, create_conta
 
 log = logging.getLogger(__name__)
 
+OOM_RECHECK_SECONDS = (0.1, 0.2, 0.4)
+"""Pauses before asking again whether an unexplained SIGKILL was the engine's OOM killer."""
+
 
 class DockerProcess:
     """A started container whose launcher waits for its program on stdin.
@@ -76,6 +79,8 @@ class DockerProcess:
         self._remover = remover
         self._timeout = timeout
         self._removed = False
+        self._killed = False
+        """We sent SIGKILL (a Stop, the wall time) or removed it: its 137 is ours."""
 
     @property
     def id(self) -> str:
@@ -116,6 +121,7 @@ class DockerProcess:
             transport.write_eof()
 
     async def signal(self, name: str) -> None:
+        self._killed = self._killed or name == "SIGKILL"
         try:
             async with asyncio.timeout(self._timeout):
                 await self.container.kill(signal=name)
@@ -127,11 +133,22 @@ class DockerProcess:
         """The program's exit; ``BackendUnavailable`` when the engine broke or was lost."""
         try:
             await self._unless_lost(self.container.wait())
-            async with asyncio.timeout(self._timeout):
-                state = (await self.container.show())["State"]
+            state = await self._state()
+            # The engine hears of an out-of-memory kill apart from the exit, and may hear of
+            # it after: a SIGKILL nobody sent is asked about again before it is called
+            # anything else (ruby and rust memory hogs read as plain errors under load).
+            for pause in OOM_RECHECK_SECONDS:
+                if state.get("OOMKilled") or state["ExitCode"] != 137 or self._killed:
+                    break
+                await asyncio.sleep(pause)
+                state = await self._state()
         except ENGINE_ERRORS as exc:
             raise BackendUnavailable(f"lost the engine: {describe(exc)}") from exc
         return exit_from_code(state["ExitCode"], state.get("OOMKilled", False))
+
+    async def _state(self) -> dict[str, Any]:
+        async with asyncio.timeout(self._timeout):
+            return (await self.container.show())["State"]  # type: ignore[no-any-return]
 
     async def _unless_lost(self, work: Awaitable[Any]) -> None:
         waiting = asyncio.ensure_future(work)
@@ -149,7 +166,7 @@ class DockerProcess:
     async def remove(self) -> None:
         if self._removed:
             return
-        self._removed = True
+        self._removed = self._killed = True
         with contextlib.suppress(Exception):
             await self._stream.close()
         await self._remover.remove(self.container)
