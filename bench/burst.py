@@ -12,7 +12,8 @@ together. Measured side by side, under each runtime asked for:
 Reported: first output p50, p95 and max (from the ``run`` frame to the first output frame),
 failures, the warm pool's idle memory before the burst (the cgroup memory usage the engine's
 stats report for each of the server's containers, summed), and a single warm Python run's
-first output (20 runs, one at a time). Writes ``bench/results/burst.json`` and ``burst.md``.
+first output (20 runs, one at a time, 2 s apart: a student's pace, and time for the pool to
+refill when it preloads matplotlib). Writes ``bench/results/burst.json`` and ``burst.md``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TARGETS = {30: 150.0, 100: 2000.0}  # p95 of first output, ms
 SETTLE_SECONDS = 3.0  # the pool's container count unchanged this long: it is full
 FILL_SECONDS = 180.0
 SINGLE_RUNS = 20
+SINGLE_PAUSE = 2.0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -176,7 +178,9 @@ async def raw(runtime: Runtime, count: int) -> dict[str, Any]:
 
 
 async def single(server: ServerProcess, token: str, runs: int) -> dict[str, Any]:
-    series = await sockets.series(server.ws_url, token, "python", HELLO, runs + 1, 0.3, "success")
+    series = await sockets.series(
+        server.ws_url, token, "python", HELLO, runs + 1, SINGLE_PAUSE, "success"
+    )
     firsts = [t.first_output for t in series.timings[1:] if t.first_output is not None]
     return {"first_output": summary(firsts), "failures": series.failures}
 

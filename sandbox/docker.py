@@ -48,6 +48,13 @@ log = logging.getLogger(__name__)
 
 OOM_RECHECK_SECONDS = (0.1, 0.2, 0.4)
 """Pauses before asking again whether an unexplained SIGKILL was the engine's OOM killer."""
+PRELOAD_TIMEOUT = 60.0
+"""Seconds a warm Python launcher may take to import matplotlib (about 3 s at 0.5 CPU under
+gVisor, more on a busy engine) before its container is given up."""
+PRELOAD_CONCURRENCY = 1
+"""Warm Python containers importing matplotlib at once (a core's share each, at 0.5 CPU)."""
+PYTHON_LAUNCHER = LANGUAGES["python"].launcher
+"""Pauses before asking again whether an unexplained SIGKILL was the engine's OOM killer."""
 
 
 class DockerProcess:
@@ -163,6 +170,17 @@ class DockerProcess:
             raise BackendUnavailable("lost the engine: it stopped answering")
         waiting.result()
 
+    async def launcher_ready(self) -> None:
+        """Wait for the launcher's own ready byte (a preloading launcher sends it once its
+        imports are done), after init's."""
+        if self._early is None:
+            self._early = await wait_ready(self._stream)
+            return
+        if not self._early.data.startswith(READY):
+            raise ConnectionError("the launcher wrote before it was ready")
+        rest = self._early.data[len(READY) :]
+        self._early = Output("stdout", rest) if rest else None
+
     async def remove(self) -> None:
         if self._removed:
             return
@@ -173,7 +191,8 @@ class DockerProcess:
 
 
 async def wait_ready(stream: Stream) -> Output | None:
-    """Wait for init's ready byte, the first of stdout: until init has set its signals up,
+    """Wait for init's ready byte (or a preloading launcher's, which follows it), the first
+    of stdout: until init has set its signals up,
     the kernel drops signals sent to it, so a Stop sent at once would be lost. Whatever
     output came with the byte is returned, for the program's reader."""
     message = await stream.read_out()
@@ -223,6 +242,10 @@ class DockerBackend(Backend):
         self.owner = owner or new_owner_id()
         self.idle_seconds = idle_seconds
         self.preload = preload
+        # Importing matplotlib costs a warm container about a second of CPU: a pool refilling
+        # after a burst of 100 ran 100 imports at once, and the burst's own runs waited for
+        # the CPU (first output p95 18 s). One import at a time keeps the rest for runs.
+        self._preloading = asyncio.Semaphore(PRELOAD_CONCURRENCY)
         self.engine_timeout = engine_timeout
         # A removal is off every run's path (its result is out before), and a busy engine
         # takes seconds to tear a container down: bounded loosely, it is slow, not failed.
@@ -342,11 +365,33 @@ class DockerBackend(Backend):
 
     async def prepare(self, language: Language, background: bool = False) -> DockerProcess:
         """Create, attach and start a container, each step bounded by ``engine_timeout``,
-        once the engine gate lets us (the wait for it is not bounded: a burst queues)."""
-        async with self.engine.hold(background):
-            return await self._prepare(language)
+        once the engine gate lets us (the wait for it is not bounded: a burst queues).
 
-    async def _prepare(self, language: Language) -> DockerProcess:
+        Only warm containers (``background``: the pool filling) preload matplotlib: a cold
+        run would wait for the import. A warm one joins the pool once its launcher says it
+        is done, so no run waits for an import either (a pool refilling after a quick
+        series of runs handed them out half-ready: first outputs of 300 to 500 ms)."""
+        if not (background and self.preload and language.launcher == PYTHON_LAUNCHER):
+            async with self.engine.hold(background):
+                return await self._prepare(language, False)
+        async with self._preloading:
+            async with self.engine.hold(background):
+                process = await self._prepare(language, True)
+            # Outside the gate: the import is the container's work, not the engine's.
+            await self._launcher_ready(process)
+        return process
+
+    async def _launcher_ready(self, process: DockerProcess) -> None:
+        try:
+            async with asyncio.timeout(PRELOAD_TIMEOUT):
+                await process.launcher_ready()
+        except BaseException as exc:  # cancelled too (the pool closing): never left behind
+            await asyncio.shield(process.remove())
+            if isinstance(exc, (*ENGINE_ERRORS, ConnectionError)):
+                raise BackendUnavailable(f"the launcher did not preload: {describe(exc)}") from exc
+            raise
+
+    async def _prepare(self, language: Language, preload: bool) -> DockerProcess:
         config = container_config(
             self.image,
             language,
@@ -354,7 +399,7 @@ class DockerBackend(Backend):
             self.owner,
             self._runtime(),
             self.idle_seconds,
-            self.preload,
+            preload,
             report_key := secrets.token_hex(16),
         )
         try:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import httpx
 import pytest
 
+from sandbox import LANGUAGES, RunRequest
+from sandbox.container import new_owner_id
+from sandbox.docker import DockerBackend
+from server.config import Settings
+from tests.conftest import SUITE
+from tests.helpers import collect
 from tests.server import ServerProcess
 from tests.test_ws import frames_until_exit, open_socket, run, stdout_of
 
@@ -97,3 +104,42 @@ async def history_record(server: ServerProcess, token: str, execution_id: int) -
         response = await http.get(f"/api/v1/code/history/{execution_id}")
     assert response.status_code == 200, response.text
     return response.json()
+
+
+# Preloading (EXECSTREAM_PYTHON_PRELOAD) ----------------------------------------------------
+
+LOADED = "import sys\nprint('matplotlib.pyplot' in sys.modules)\n"
+
+
+async def test_a_warm_container_joins_the_pool_with_matplotlib_loaded(settings: Settings) -> None:
+    """A preloading launcher says when its imports are done, and only then is it warm: the
+    program finds pyplot imported, and never waits for the import itself."""
+    backend = DockerBackend(
+        settings.limits, settings.image, pool_size=1, owner=new_owner_id(SUITE), preload=True
+    )
+    await backend.open()
+    try:
+        python = LANGUAGES["python"]
+        async with asyncio.timeout(120):
+            while backend.pool.idle(python) < 1:
+                await asyncio.sleep(0.05)
+        run = await backend.start(RunRequest("python", LOADED))
+        done = await collect(run)
+        await run.close()  # its sandbox gone before the backend closes
+        assert run.warm and done.stdout == b"True\n", done
+    finally:
+        await backend.close()
+
+
+async def test_a_cold_container_never_waits_for_the_preload(settings: Settings) -> None:
+    backend = DockerBackend(
+        settings.limits, settings.image, pool_size=0, owner=new_owner_id(SUITE), preload=True
+    )
+    await backend.open()
+    try:
+        run = await backend.start(RunRequest("python", LOADED))
+        done = await collect(run)
+        await run.close()
+        assert not run.warm and done.stdout == b"False\n", done
+    finally:
+        await backend.close()
