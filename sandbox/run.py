@@ -507,7 +507,8 @@ class Run:
         if stop is not None:
             return stop
         failed = exit_.signal is not None or exit_.exit_code != 0
-        if exit_.oom_killed or (self._out_of_memory and failed):
+        oom = exit_.oom_killed or self._usage.get("oom_kills", 0) > 0 or self._out_of_memory
+        if oom and failed:
             return Status.MEMORY_LIMIT
         # A program sent a signal on request that then dies of it, or fails (it may have been
         # hit before its own handlers were up), was stopped; one that handles it and exits 0
@@ -519,11 +520,14 @@ class Run:
 
 
 def _usage(payload: bytes | None) -> dict[str, float]:
-    """init's figures: {"cpu_time": seconds, "memory_peak": bytes}; empty when unreadable."""
+    """init's figures: {"cpu_time": seconds, "memory_peak": bytes, "oom_kills": count};
+    empty when unreadable."""
     try:
         data = json.loads(payload or b"")
-        return {name: float(data[name]) for name in ("cpu_time", "memory_peak")}
-    except (ValueError, TypeError, KeyError):
+        usage = {name: float(data[name]) for name in ("cpu_time", "memory_peak")}
+        usage["oom_kills"] = float(data.get("oom_kills", 0))
+        return usage
+    except (ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 

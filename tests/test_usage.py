@@ -104,3 +104,24 @@ async def test_a_compile_error_shows_no_usage_frame(server: ServerProcess, user)
     # The compile container's init reports too: that frame is taken out, not shown.
     assert "\x1e" not in exit_["stderr"] and "execstream:" not in exit_["stderr"]
     assert exit_["cpu_time"] is None and exit_["memory_peak"] is None
+
+
+CHILD_OUT_OF_MEMORY = """import subprocess, sys
+child = subprocess.run([sys.executable, "-c", "data = b'x' * (400 * 1024 * 1024)"])
+print(child.returncode)
+sys.exit({code})
+"""
+
+
+@pytest.mark.parametrize(("code", "status"), [(1, "memory_limit"), (0, "success")])
+async def test_a_child_killed_for_memory_decides_only_a_failed_run(
+    runc_server: ServerProcess, code: int, status: str
+) -> None:
+    """Under runc init counts the cgroup's out-of-memory kills itself: the engine may hear
+    of one only after the container's exit. A program that fails after one ran out of
+    memory; one that copes with it and exits 0 succeeded. (Under gVisor the host's OOM
+    killer ends the whole sandbox: the memory hog tests cover that.)"""
+    token = runc_server.new_user()[1]
+    exit_ = await exit_of(runc_server, token, CHILD_OUT_OF_MEMORY.format(code=code))
+    assert exit_["stdout"] == "-9\n", exit_
+    assert exit_["status"] == status, exit_

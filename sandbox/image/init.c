@@ -19,7 +19,8 @@
  * all, then writes the program's CPU time (user plus system, of every process it reaped,
  * minus what the launcher had used before the program started) and its peak memory (peak
  * resident set, minus the launcher's resident set when the program started, unless the
- * launcher said "exec": it replaced itself with the program) as a side-channel frame on
+ * launcher said "exec": it replaced itself with the program) and how many of its processes
+ * the kernel killed for want of memory since it started, as a side-channel frame on
  * stderr (sandbox/sidechannel.py), keyed with EXECSTREAM_REPORT_KEY. That key is in our
  * environment only: we wipe it before the launcher starts, and being non-dumpable keeps
  * /proc/1/environ closed. Nothing of the program is alive when the frame is written.
@@ -51,6 +52,7 @@ static double base_cpu = -1;  /* seconds the launcher had used when the program 
 static long base_rss_kb = 0;  /* its resident set then */
 static double used_cpu = 0;   /* seconds of every process reaped */
 static long peak_rss_kb = 0;  /* the largest peak resident set among them */
+static long long base_oom_kills = 0; /* the cgroup's out-of-memory kills when it started */
 
 /* Take the report key out of the environment, and out of memory the program could read. */
 static void take_report_key(void) {
@@ -83,6 +85,27 @@ static void baseline(pid_t launcher, int exec_mode) {
     base_rss_kb = exec_mode ? 0 : rss_pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* How many processes the kernel's OOM killer has ended in our memory cgroup (v2 or v1), or 0
+   when neither file is there (gVisor). The engine learns of such a kill apart from the
+   container's exit, and sometimes too late to say so; this count is exact. */
+static long long oom_kills(void) {
+    static const char *const files[] = {"/sys/fs/cgroup/memory.events",
+                                        "/sys/fs/cgroup/memory/memory.oom_control"};
+    char line[128];
+    long long count = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (f == NULL)
+            continue;
+        while (fgets(line, sizeof line, f) != NULL)
+            if (sscanf(line, "oom_kill %lld", &count) == 1)
+                break;
+        fclose(f);
+        return count;
+    }
+    return 0;
+}
+
 static void account(const struct rusage *ru) {
     used_cpu += (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
                 (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
@@ -100,9 +123,11 @@ static void report_usage(void) {
         return;
     double cpu = used_cpu - base_cpu;
     long long peak = (long long)(peak_rss_kb - base_rss_kb) * 1024;
-    char body[128], frame[256];
-    int size = snprintf(body, sizeof body, "{\"cpu_time\": %.4f, \"memory_peak\": %lld}",
-                        cpu > 0 ? cpu : 0.0, peak > 0 ? peak : 0LL);
+    long long killed = oom_kills() - base_oom_kills;
+    char body[160], frame[288];
+    int size = snprintf(body, sizeof body,
+                        "{\"cpu_time\": %.4f, \"memory_peak\": %lld, \"oom_kills\": %lld}",
+                        cpu > 0 ? cpu : 0.0, peak > 0 ? peak : 0LL, killed > 0 ? killed : 0LL);
     int total = snprintf(frame, sizeof frame, "\x1e" "execstream:%s:usage:%d\n%s", report_key,
                          size, body);
     if (total > 0 && total < (int)sizeof frame && write(STDERR_FILENO, frame, total) < 0)
@@ -163,6 +188,7 @@ static double read_wall_time(int *fd, double max_wall, pid_t launcher) {
     *fd = -1;
     if (n <= 0)
         return -1; /* closed without a message: no program started, the idle deadline holds */
+    base_oom_kills = oom_kills();
     char *end;
     double wall = strtod(text, &end);
     if (end == text || !isfinite(wall) || wall <= 0 || wall > max_wall)
