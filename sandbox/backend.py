@@ -201,6 +201,7 @@ class Backend(abc.ABC):
             compile_stage=stage,
             side_channel=functools.partial(_side_channel, key, limits.image_bytes),
             images=limits.images,
+            cpus=limits.cpus,
         )
 
     async def _start_run(

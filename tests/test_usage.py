@@ -41,17 +41,17 @@ async def test_a_busy_second_at_half_a_cpu_is_about_half_a_cpu_second(
     assert 0.3 <= exit_["cpu_time"] <= 0.65, exit_
 
 
-async def test_under_gvisor_a_busy_second_reads_at_most_its_wall_time(
+async def test_under_gvisor_a_busy_second_is_also_about_half_a_cpu_second(
     server: ServerProcess, user
 ) -> None:
-    """gVisor counts time the host throttled the program as the program's own (see
-    docs/security.md): at half a CPU a busy second reads between half a second and the
-    second it ran, never more."""
+    """gVisor counts time the host throttled the program as the program's own (0.7 s and
+    more for this loop): the figure is bounded by what the CPU share allowed in the run's
+    time, so it reads about half a second here too."""
     if "runsc" not in await engine_runtimes():
         pytest.skip("the engine has no runsc: the shared server runs under runc")
     exit_ = await exit_of(server, user[1], BUSY_SECOND)
     assert exit_["status"] == "success"
-    assert 0.3 <= exit_["cpu_time"] <= exit_["execution_time"], exit_
+    assert 0.3 <= exit_["cpu_time"] <= 0.65, exit_
 
 
 async def test_a_small_program_reports_small_figures(server: ServerProcess, user) -> None:
