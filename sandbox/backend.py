@@ -14,7 +14,17 @@ from typing import Any
 
 from sandbox.errors import BackendUnavailable, InvalidTimeout
 from sandbox.files import SourceFile, check_program
-from sandbox.languages import OUT, Language, compiler, get_language, is_compiler, main_class
+from sandbox.languages import (
+    OUT,
+    Language,
+    compiler,
+    get_language,
+    is_compiler,
+    main_class,
+    preloading,
+    sandboxes,
+    wants_preload,
+)
 from sandbox.model import CompileStage, Limits, Process, RunRequest
 from sandbox.pool import Pool, PoolView
 from sandbox.run import Run
@@ -139,10 +149,14 @@ class Backend(abc.ABC):
         pool_memory_bytes: int | None = None,
         pool_shrink_seconds: float = 60.0,
         compile_limits: Limits | None = None,
+        preload: bool = False,
     ) -> None:
         """``pool_size`` is the pool's minimum per launcher; ``pool_max`` its maximum (by
-        default the minimum: a fixed pool), 0 for no pool at all."""
+        default the minimum: a fixed pool), 0 for no pool at all. With ``preload`` the
+        programs that import a language's slow libraries (``preload_for``) get warm
+        containers of their own, which imported them ahead."""
         self.limits = limits
+        self.preload = preload
         self.compile_limits = compile_limits or default_compile_limits(limits)
         self.versions: dict[str, str] = {}
         self.warm = Pool(
@@ -153,6 +167,7 @@ class Backend(abc.ABC):
             pool_memory_bytes,
             self.idle_bytes,
             pool_shrink_seconds,
+            sandboxes(preload),
         )
         """This backend's own warm processes."""
         self.pool: PoolView = self.warm
@@ -173,7 +188,9 @@ class Backend(abc.ABC):
         key = secrets.token_hex(16)
         if language.compile_stage is None:
             process, warm = await self._ready(
-                language, lambda p: self.header(language, code, wall_time, p, files, key=key)
+                language,
+                lambda p: self.header(language, code, wall_time, p, files, key=key),
+                preloaded=self.preload and wants_preload(language, code, files),
             )
             stage = None
         else:
@@ -216,12 +233,14 @@ class Backend(abc.ABC):
         return process
 
     async def _ready(
-        self, language: Language, make_header: Callable[[Process], bytes]
+        self, language: Language, make_header: Callable[[Process], bytes], preloaded: bool = False
     ) -> tuple[Process, bool]:
-        """A process of ``language`` that took its header, and whether it was warm."""
-        process = self.warm.take(language)
-        if process is not None and await self._begin(process, language, make_header):
-            return process, True
+        """A process of ``language`` that took its header, and whether it was warm; one that
+        ``preloaded`` when asked and there is one, else a plain warm one, else a cold one."""
+        for kind in (preloading(language), language) if preloaded else (language,):
+            process = self.warm.take(kind)
+            if process is not None and await self._begin(process, language, make_header):
+                return process, True
         # Cold: no warm process was ready, or the one we took had died meanwhile.
         process = await self.prepare(language)
         if not await self._begin(process, language, make_header):

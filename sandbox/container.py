@@ -147,7 +147,9 @@ def container_config(
         "StdinOnce": True,  # our end-of-file closes the program's stdin
         "Tty": False,
         "NetworkDisabled": True,
-        "Labels": labels(owner, **{"execstream.language": language.id}),
+        "Labels": labels(
+            owner, **{"execstream.language": language.id, "execstream.lane": language.lane}
+        ),
         "HostConfig": {
             "Runtime": runtime,
             "NetworkMode": "none",

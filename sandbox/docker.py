@@ -53,7 +53,6 @@ PRELOAD_TIMEOUT = 60.0
 gVisor, more on a busy engine) before its container is given up."""
 PRELOAD_CONCURRENCY = 1
 """Warm Python containers importing matplotlib at once (a core's share each, at 0.5 CPU)."""
-PYTHON_LAUNCHER = LANGUAGES["python"].launcher
 """Pauses before asking again whether an unexplained SIGKILL was the engine's OOM killer."""
 
 
@@ -232,6 +231,7 @@ class DockerBackend(Backend):
             pool_memory_bytes,
             pool_shrink_seconds,
             compile_limits,
+            preload,
         )
         # Cold starts and pool fills, together: past a few at once the engine only gets
         # slower at each (measured in bench/results/burst.md).
@@ -241,7 +241,6 @@ class DockerBackend(Backend):
         self.runtime: Runtime | None = None  # chosen by open()
         self.owner = owner or new_owner_id()
         self.idle_seconds = idle_seconds
-        self.preload = preload
         # Importing matplotlib costs a warm container about a second of CPU: a pool refilling
         # after a burst of 100 ran 100 imports at once, and the burst's own runs waited for
         # the CPU (first output p95 18 s). One import at a time keeps the rest for runs.
@@ -359,7 +358,7 @@ class DockerBackend(Backend):
             (lang for lang in LANGUAGES.values() if lang.launcher == language.launcher), language
         )
         idle = IDLE_BYTES.get((self._runtime(), launcher.id), 0)
-        if self.preload and launcher.id == "python":
+        if language.preloaded:
             idle += PRELOAD_BYTES[self._runtime()]
         return idle
 
@@ -371,7 +370,7 @@ class DockerBackend(Backend):
         run would wait for the import. A warm one joins the pool once its launcher says it
         is done, so no run waits for an import either (a pool refilling after a quick
         series of runs handed them out half-ready: first outputs of 300 to 500 ms)."""
-        if not (background and self.preload and language.launcher == PYTHON_LAUNCHER):
+        if not (background and language.preloaded):
             async with self.engine.hold(background):
                 return await self._prepare(language, False)
         async with self._preloading:

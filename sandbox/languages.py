@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING
 from sandbox.errors import UnknownLanguage
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sandbox.files import SourceFile
     from sandbox.model import Limits
 
 COMPILE_LAUNCHER = ("python3", "-u", "{launchers}/launch_compile.py")
@@ -85,6 +88,11 @@ class Language:
     memory_error: str | None = None
     """What the runtime writes to stderr when the program's memory ran out inside the
     container's limit (a JVM's heap): a run that says it and fails ends as memory_limit."""
+    preload_for: str | None = None
+    """A pattern of programs (any of their files) slow to start because of what they import:
+    with preloading on, they get a warm container whose launcher imported it ahead."""
+    preloaded: bool = False
+    """This is the kind of warm container that has imported ahead (see ``preloading``)."""
 
     @property
     def compiled(self) -> bool:
@@ -101,7 +109,12 @@ class Language:
     def sandbox(self) -> tuple[object, ...]:
         """What makes a warm container fit this language's run: languages that share it
         (the launcher, and the limits) share warm containers."""
-        return (self.launcher, self.run_limits)
+        return (self.launcher, self.run_limits, self.preloaded)
+
+    @property
+    def lane(self) -> str:
+        """The name of its kind of warm container, for statistics."""
+        return f"{self.id}-preloaded" if self.preloaded else self.id
 
 
 def compiler(language: Language) -> Language:
@@ -109,6 +122,20 @@ def compiler(language: Language) -> Language:
     see containers: a "language" whose launcher is ``COMPILE_LAUNCHER`` and whose limits
     are the compile limits, with the language's ``compile_limits`` on top."""
     return dataclasses.replace(COMPILER, run_limits=language.compile_limits)
+
+
+def preloading(language: Language) -> Language:
+    """The warm containers of ``language`` whose launcher imported ahead what
+    ``preload_for`` programs use (launch.py, EXECSTREAM_PRELOAD)."""
+    return dataclasses.replace(language, preloaded=True)
+
+
+def wants_preload(language: Language, code: str, files: Sequence[SourceFile] = ()) -> bool:
+    """Whether a program would start sooner in a ``preloading`` container."""
+    if language.preload_for is None:
+        return False
+    pattern = re.compile(language.preload_for, re.MULTILINE)
+    return any(pattern.search(text) for text in (code, *(f.content for f in files)))
 
 
 def is_compiler(language: Language) -> bool:
@@ -161,6 +188,8 @@ LANGUAGES: dict[str, Language] = {
             run=("python3", "-u", "{dir}/main.py"),
             monaco="python",
             packages=("numpy", "matplotlib", "pandas"),
+            # What the launcher preloads (launch.py): pyplot, and numpy with it.
+            preload_for=r"^\s*(?:import|from)\s[^\n]*\b(?:matplotlib|pylab)\b",
             examples=Examples(
                 hello='print("Hello, world!")\n',
                 input='name = input("What is your name? ")\nprint(f"Hello, {name}!")\n',
@@ -484,14 +513,16 @@ COMPILER = Language(
 """Not a language: the compile containers' entry in the pool (see ``compiler``)."""
 
 
-def sandboxes() -> list[Language]:
-    """One language per kind of warm container: every language's run, and the compile
-    containers of the compiled ones."""
+def sandboxes(preload: bool = False) -> list[Language]:
+    """One language per kind of warm container: every language's run, the compile
+    containers of the compiled ones, and with ``preload`` the preloading ones."""
     kinds: dict[tuple[object, ...], Language] = {}
     for language in LANGUAGES.values():
         kinds.setdefault(language.sandbox, language)
         if language.compile_stage is not None:
             kinds.setdefault(compiler(language).sandbox, compiler(language))
+        if preload and language.preload_for is not None:
+            kinds.setdefault(preloading(language).sandbox, preloading(language))
     return list(kinds.values())
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -118,7 +118,8 @@ class Pool:
     A process older than ``lifetime`` seconds is never handed out: it is replaced (a sandbox
     may end itself when it waited too long for a program); one found dead is replaced too.
     Processes beyond the target are removed once they have been surplus for
-    ``shrink_seconds``. ``maximum`` 0 turns the pool off.
+    ``shrink_seconds``. ``maximum`` 0 turns the pool off. ``kinds`` are the kinds of
+    processes kept (by default ``sandboxes()``).
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class Pool:
         memory_bytes: int | None = None,
         cost: Callable[[Language], int] = lambda language: 0,
         shrink_seconds: float = 60.0,
+        kinds: Sequence[Language] | None = None,
     ) -> None:
         self._prepare = prepare
         self.minimum = minimum
@@ -140,7 +142,7 @@ class Pool:
         self._cost = cost
         # One lane per kind of container (launcher and limits), compile containers included.
         self._lanes: dict[tuple[object, ...], _Lane] = {}
-        for language in sandboxes():
+        for language in sandboxes() if kinds is None else kinds:
             self._lanes.setdefault(language.sandbox, _Lane(language))
         self._keepers: list[asyncio.Task[None]] = []
         self._makers: set[asyncio.Task[Any]] = set()
@@ -214,7 +216,7 @@ class Pool:
     def stats(self) -> dict[str, dict[str, int]]:
         """Per launcher, named by its first language: target size, idle, hits and misses."""
         return {
-            lane.language.id: {
+            lane.language.lane: {
                 "size": lane.target,
                 "idle": len(lane.idle),
                 "hits": lane.hits,

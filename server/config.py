@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     output_bytes: int = Field(default=10 * KB, ge=1, le=64 * MB)
     image_bytes: int = Field(default=1 * MB, ge=1 * KB, le=16 * MB)
     images: int = Field(default=5, ge=0, le=50)
-    python_preload: bool = False
+    python_preload: bool = True
     test_concurrency: int = Field(default=2, ge=1, le=20)
     code_bytes: int = Field(default=50 * KB, ge=1, le=16 * MB)
     stdin_bytes: int = Field(default=64 * KB, ge=0, le=64 * MB)

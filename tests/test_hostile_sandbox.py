@@ -15,6 +15,7 @@ import pytest
 
 from sandbox.container import LABEL, OWNER_LABEL, WATCHDOG_GRACE
 from sandbox.languages import sandboxes
+from server.config import Settings
 from tests.hanging_engine import HangingEngine
 from tests.server import ServerProcess
 from tests.test_ws import frames_until_exit, next_frame, open_socket, run
@@ -114,7 +115,8 @@ async def test_warm_containers_end_when_their_server_is_killed(
         server = ServerProcess(tmp_path, EXECSTREAM_POOL_SIZE="1").start()
         killed.append(server.owner)
         try:
-            kinds = len(sandboxes())  # one waiting container of every kind
+            # One waiting container of every kind the server keeps.
+            kinds = len(sandboxes(Settings().python_preload))
             async with asyncio.timeout(60):
                 while sum(s["Running"] for s in await containers_of(server.owner)) < kinds:
                     await asyncio.sleep(0.1)

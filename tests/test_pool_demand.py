@@ -23,14 +23,14 @@ pytestmark = pytest.mark.docker
 
 
 async def running(owner: str, language: str = "python") -> set[str]:
-    """The running containers of ``owner`` for ``language``'s launcher."""
+    """The running containers of ``owner`` in ``language``'s lane of the pool."""
     async with aiodocker.Docker() as docker:
         containers = await docker.containers.list(
             filters={
                 "label": [
                     f"{LABEL}=true",
                     f"{OWNER_LABEL}={owner}",
-                    f"execstream.language={language}",
+                    f"execstream.lane={language}",
                 ],
                 "status": ["running"],
             }
