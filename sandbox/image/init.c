@@ -3,15 +3,17 @@
  *   init IDLE_SECONDS MAX_WALL_SECONDS GRACE_SECONDS -- LAUNCHER [ARGS...]
  *
  * Like `tini -g` it starts the launcher in a process group of its own, passes every signal
- * it gets on to that group, reaps whatever is left behind, and exits with the launcher's
+ * it gets on to that group (once the program has started: one that comes earlier is held
+ * until then), reaps whatever is left behind, and exits with the launcher's
  * status (128+N when the launcher died of signal N). On top of that it keeps two deadlines,
  * so that no program outlives its limits even when the server that started it is gone:
  *
  * - idle: IDLE_SECONDS after start, unless a program has begun by then;
  * - run: armed once, when the launcher writes the run's wall time (decimal seconds) to
- *   fd 3, a pipe to us, just before the program starts (EXECSTREAM_START_FD=3 tells the
+ *   fd 3, a socket to us, just before the program starts (EXECSTREAM_START_FD=3 tells the
  *   launcher so). The wall time is capped at MAX_WALL_SECONDS, then GRACE_SECONDS are
- *   added; we read one message and close the pipe, so nothing written later can move it.
+ *   added; we read one message (answering "held?" with the held signals) and close the
+ *   socket, so nothing written later can move it.
  *
  * At a deadline it SIGKILLs every process of the container and exits with 137 (SIGKILL).
  *
@@ -41,6 +43,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +56,11 @@ static long base_rss_kb = 0;  /* its resident set then */
 static double used_cpu = 0;   /* seconds of every process reaped */
 static long peak_rss_kb = 0;  /* the largest peak resident set among them */
 static long long base_oom_kills = 0; /* the cgroup's out-of-memory kills when it started */
+
+/* Signals that came before the program started, passed on once it has (see main). */
+#define HELD_MAX 16
+static int held[HELD_MAX];
+static int held_count = 0;
 
 /* Take the report key out of the environment, and out of memory the program could read. */
 static void take_report_key(void) {
@@ -180,15 +188,14 @@ static pid_t spawn(char **argv, const sigset_t *mask, int start[2]) {
     _exit(127);
 }
 
-/* The wall time the launcher sent, capped; the pipe is closed whatever it said. */
-static double read_wall_time(int *fd, double max_wall, pid_t launcher) {
-    char text[64] = {0};
-    ssize_t n = read(*fd, text, sizeof text - 1);
-    close(*fd);
-    *fd = -1;
+/* The wall time the launcher sent, capped; *ask is set when it asked for the held signals. */
+static double read_wall_time(int fd, double max_wall, pid_t launcher, int *ask) {
+    char text[96] = {0};
+    ssize_t n = read(fd, text, sizeof text - 1);
     if (n <= 0)
         return -1; /* closed without a message: no program started, the idle deadline holds */
     base_oom_kills = oom_kills();
+    *ask = strstr(text, "held?") != NULL;
     char *end;
     double wall = strtod(text, &end);
     if (end == text || !isfinite(wall) || wall <= 0 || wall > max_wall)
@@ -199,6 +206,22 @@ static double read_wall_time(int *fd, double max_wall, pid_t launcher) {
     if (base == NULL || sscanf(base, "base %lf %ld", &base_cpu, &base_rss_kb) != 2)
         baseline(launcher, strstr(end, "exec") != NULL);
     return wall;
+}
+
+/* Pass on the signals held until the program's start. A launcher that asked for them
+   ("held?") gets their numbers ("held 2 15\n") and raises them itself, at once: sent from
+   here, one could land just before the program blocks and go unnoticed (an interpreter
+   that defers its handlers to its next check, under gVisor: a Stop lost). */
+static void pass_held(int fd, pid_t launcher, int ask) {
+    char text[16 + HELD_MAX * 4] = "held";
+    size_t used = 4;
+    for (int i = 0; i < held_count; i++)
+        used += (size_t)snprintf(text + used, sizeof text - used, " %d", held[i]);
+    text[used++] = '\n';
+    if (!ask || write(fd, text, used) != (ssize_t)used)
+        for (int i = 0; i < held_count; i++)
+            kill(-launcher, held[i]);
+    held_count = 0;
 }
 
 /* Reap every exited child; true (and *status set) once the launcher is among them. */
@@ -233,8 +256,9 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &all, &original);
     int signals = signalfd(-1, &all, SFD_CLOEXEC);
     int start[2];
-    if (signals < 0 || pipe2(start, O_CLOEXEC) < 0) {
-        perror("init: signalfd or pipe");
+    /* A socket, not a pipe: the launcher may read the held signals back (pass_held). */
+    if (signals < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, start) < 0) {
+        perror("init: signalfd or socketpair");
         return 2;
     }
     /* Say we are ready: from here on no signal sent to us is lost. Before this point the
@@ -260,9 +284,13 @@ int main(int argc, char **argv) {
         if (ready <= 0)
             continue;
         if (start[0] >= 0 && fds[1].revents) {
-            double wall = read_wall_time(&start[0], max_wall, launcher);
+            int ask = 0;
+            double wall = read_wall_time(start[0], max_wall, launcher, &ask);
             if (wall > 0)
                 deadline = now() + wall + grace;
+            pass_held(start[0], launcher, ask);
+            close(start[0]); /* one message: nothing written later can move the deadline */
+            start[0] = -1;
         }
         if (!fds[0].revents)
             continue;
@@ -275,6 +303,15 @@ int main(int argc, char **argv) {
                 report_usage();
                 return status;
             }
+            continue;
+        }
+        /* A signal for the program that comes while the launcher is still starting can be
+           lost: an interpreter that is interrupted inside its own start-up may report the
+           exception as "ignored" and go on (seen with Python under gVisor). It is held
+           until the launcher says the program starts, then passed on. */
+        if (start[0] >= 0) {
+            if (held_count < HELD_MAX)
+                held[held_count++] = (int)info.ssi_signo;
             continue;
         }
         kill(-launcher, (int)info.ssi_signo);

@@ -48,22 +48,36 @@ def _read_header() -> dict:
     return json.loads(_read_exact(int(line)))
 
 
-def _start_watchdog(wall_time: float) -> None:
-    """Arm init's run deadline: it reads the wall time once, from the pipe it gave us.
+def _start_watchdog(wall_time: float) -> list[int]:
+    """Arm init's run deadline: it reads the wall time once, from the socket it gave us, and
+    answers with the signals sent before the program started (init.c, pass_held).
 
-    The pipe is closed before the program starts, so the program cannot move the deadline.
-    Outside a container (the local backend) there is no such pipe.
+    The socket is closed before the program starts, so the program cannot move the
+    deadline. Outside a container (the local backend) there is no such socket.
     """
     fd = os.environ.pop("EXECSTREAM_START_FD", None)
     if fd is None:
-        return
+        return []
     # Our CPU time and resident set now, the baseline init subtracts from the usage figures.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open("/proc/self/statm") as statm:
         rss_kb = int(statm.read().split()[1]) * (os.sysconf("SC_PAGESIZE") // 1024)
-    base = f"{float(wall_time)!r} base {usage.ru_utime + usage.ru_stime:.4f} {rss_kb}"
+    base = f"{float(wall_time)!r} base {usage.ru_utime + usage.ru_stime:.4f} {rss_kb} held?"
     os.write(int(fd), base.encode())
+    reply = b""
+    while not reply.endswith(b"\n") and (chunk := os.read(int(fd), 64)):
+        reply += chunk
     os.close(int(fd))
+    return [int(n) for n in reply.split()[1:]]
+
+
+def _die_of(signals: list[int]) -> None:
+    """A signal sent before the program started ends it before it starts, as it would have
+    ended an interpreter still starting up: by the signal, at once (raised here, it cannot
+    land unnoticed just before the program blocks)."""
+    for number in signals:
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
 
 
 def _write(path: str, content: str) -> None:
@@ -114,7 +128,6 @@ def main() -> None:
         os.write(1, READY)  # the server hands this container out only now
     header = _read_header()
     _plots(header.get("key") or "")
-    _start_watchdog(header["wall_time"])
     path = header["file"]
     _write(path, header["code"])
     # The server checked the names: relative, no "..", from a safe set of characters.
@@ -128,6 +141,9 @@ def main() -> None:
     sys.argv = [path]
     sys.path[0] = os.path.dirname(path)
 
+    # Last before the program: init passes signals on from here (earlier ones were held),
+    # so a Stop pressed at once interrupts the program, not this launcher.
+    _die_of(_start_watchdog(header["wall_time"]))
     try:
         exec(compile(header["code"], path, "exec", dont_inherit=True), module.__dict__)
     except SystemExit as exc:
