@@ -516,11 +516,26 @@ class Run:
             return used
         return round(min(used, self._cpus * (elapsed + CFS_PERIOD_SECONDS)), 4)
 
+    def _ended_from_outside(self, exit_: Exit) -> bool:
+        """Killed with everything in it, init included (it reported nothing), by nobody who
+        asked us. Under gVisor that is the host's OOM killer at the memory limit, and the
+        engine may tell of it late or not at all (CI saw C++ and JavaScript memory hogs end
+        as plain errors). Under runc init survives the program and counts the kills."""
+        reports = bool(getattr(self._process, "report_key", ""))  # an init that reports
+        asked = self._signalled or self._stop_requested
+        silent = reports and "cpu_time" not in self._usage
+        return exit_.signal == "SIGKILL" and silent and not asked
+
     def _status(self, stop: Status | None, exit_: Exit) -> Status:
         if stop is not None:
             return stop
         failed = exit_.signal is not None or exit_.exit_code != 0
-        oom = exit_.oom_killed or self._usage.get("oom_kills", 0) > 0 or self._out_of_memory
+        oom = (
+            exit_.oom_killed
+            or self._usage.get("oom_kills", 0) > 0
+            or self._out_of_memory
+            or self._ended_from_outside(exit_)
+        )
         if oom and failed:
             return Status.MEMORY_LIMIT
         # A program sent a signal on request that then dies of it, or fails (it may have been
