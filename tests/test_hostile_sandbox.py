@@ -120,8 +120,9 @@ async def test_warm_containers_end_when_their_server_is_killed(
             async with asyncio.timeout(60):
                 while sum(s["Running"] for s in await containers_of(server.owner)) < kinds:
                     await asyncio.sleep(0.1)
-            # Their stdin closes with the server's connection: the launchers end, so do they.
-            died = await deaths(server, SLACK)
+            # Their stdin closes with the server's connection: the launchers end, so do they
+            # (a launcher preloading matplotlib first finishes its import: seconds, loaded).
+            died = await deaths(server, SLACK + 30)
             break
         except Disturbed:
             continue
