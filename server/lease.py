@@ -16,13 +16,14 @@ before its lease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sandbox import Backend
+from server.periodic import Periodic
 from storage import Database
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Lease:
         self.ttl = ttl
         self.heartbeat = heartbeat
         self.sweep_every = sweep_every
-        self._task: asyncio.Task[None] | None = None
+        self._beats = Periodic(self._beat)
 
     async def acquire(self) -> None:
         """Write the lease; call it before the backend makes any container."""
@@ -58,15 +59,11 @@ class Lease:
         log.info("instance %s", self.id)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._beat(), name="lease")
+        self._beats.start("lease")
 
     async def release(self) -> None:
         """Stop renewing and end the lease now: whatever is left of us may be swept at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._beats.stop()
         try:
             await self.db.release_instance(self.id)
         except Exception:
@@ -90,12 +87,11 @@ class Lease:
         await self.db.forget_instances(FORGET_AFTER)
         return removed, interrupted
 
-    async def _beat(self) -> None:
+    async def _beat(self, pause: Callable[[float], Awaitable[bool]]) -> None:
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         next_sweep = renewed + self.sweep_every
-        while True:
-            await asyncio.sleep(self.heartbeat)
+        while await pause(self.heartbeat):
             try:
                 if not await self.db.renew_instance(self.id, self.ttl):
                     log.error("the lease of instance %s was gone; writing it again", self.id)

@@ -9,10 +9,11 @@ never purged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from server.periodic import Periodic
 from storage import Database
 from storage.models import utc_now
 
@@ -42,24 +43,20 @@ class Retention:
         self.days = days
         self.per_user = per_user
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self._purge)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="retention")
+        self._loop.start("retention")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
+    async def _purge(self, pause: Callable[[float], Awaitable[bool]]) -> None:
         while True:
             try:
                 if deleted := await purge(self.db, days=self.days, per_user=self.per_user):
                     log.info("retention purged %d stored run(s)", deleted)
             except Exception:
                 log.exception("purging old runs failed")
-            await asyncio.sleep(self.interval)
+            if not await pause(self.interval):
+                return

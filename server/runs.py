@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,7 @@ from sandbox.languages import get_language
 from sandbox.model import StreamName
 from server.audit import audit
 from server.metrics import Metrics, PoolStats
+from server.periodic import Periodic
 from server.queue import Notify, RunQueue, ServerBusy
 from server.slots import SharedSlots
 from storage import Database
@@ -246,14 +247,14 @@ class RunService:
         self.queue = RunQueue(max_runs, max_runs_per_user, queue_max, queue_per_user)
         self.metrics = Metrics(queue_depth=self._queue_depth, pool_stats=pool_stats)
         self._closing = False
-        self._checkpoints: asyncio.Task[None] | None = None
+        self._checkpoints = Periodic(self._save_progress)
 
     def _queue_depth(self) -> int:
         """Runs waiting for a slot: this replica's, or another's (held across replicas)."""
         return self.queue.depth + (self.slots.waiting if self.slots is not None else 0)
 
     def open(self) -> None:
-        self._checkpoints = asyncio.create_task(self._save_progress(), name="checkpoints")
+        self._checkpoints.start("checkpoints")
 
     async def start(self, user_id: int, spec: RunSpec, notify: Notify | None = None) -> Execution:
         """Admit a run, then launch it; raises a ``SandboxError`` when refused."""
@@ -461,15 +462,14 @@ class RunService:
             run_id=execution.run.id,
         )
 
-    async def _save_progress(self) -> None:
+    async def _save_progress(self, pause: Callable[[float], Awaitable[bool]]) -> None:
         """Save the output of running runs, all in one write, every ``checkpoint_seconds``.
 
         One task for all runs rather than a write per output chunk: the output path only
         appends to memory, the database sees at most one transaction per interval whatever
         the number of runs and their output rate, and a crash loses at most one interval.
         """
-        while True:
-            await asyncio.sleep(self.checkpoint_seconds)
+        while await pause(self.checkpoint_seconds):
             changes = [
                 (e.record_id, e.progress())
                 for e in list(self.active)
@@ -500,11 +500,7 @@ class RunService:
             log.error("%d run(s) did not stop within %.0f s", len(self.active), DRAIN_SECONDS)
         if self._freeing:
             await asyncio.wait(self._freeing, timeout=DRAIN_SECONDS)
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoints
-            self._checkpoints = None
+        await self._checkpoints.stop()
 
     async def _stop(self, execution: Execution) -> None:
         try:
