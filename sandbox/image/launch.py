@@ -13,13 +13,14 @@ first on ``sys.path``, tracebacks naming the file, and the same exit status.
 import atexit
 import builtins
 import gc
-import json
 import os
 import resource
 import shutil
 import signal
 import sys
 import types
+
+from launchkit import read_header, start, write_files
 
 LAUNCHERS = os.path.dirname(os.path.abspath(__file__))
 MPL_CACHE = os.path.join(LAUNCHERS, "mpl-cache")
@@ -31,59 +32,12 @@ READY = b"\x06"
 """Written once preloading is done; the server strips it (sandbox/docker.py)."""
 
 
-def _read_exact(count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = os.read(0, count - len(data))
-        if not chunk:
-            raise EOFError("stdin closed before the program arrived")
-        data += chunk
-    return data
-
-
-def _read_header() -> dict:
-    line = b""
-    while not line.endswith(b"\n"):
-        line += _read_exact(1)
-    return json.loads(_read_exact(int(line)))
-
-
-def _start_watchdog(wall_time: float) -> list[int]:
-    """Arm init's run deadline: it reads the wall time once, from the socket it gave us, and
-    answers with the signals sent before the program started (init.c, pass_held).
-
-    The socket is closed before the program starts, so the program cannot move the
-    deadline. Outside a container (the local backend) there is no such socket.
-    """
-    fd = os.environ.pop("EXECSTREAM_START_FD", None)
-    if fd is None:
-        return []
-    # Our CPU time and resident set now, the baseline init subtracts from the usage figures.
+def _baseline() -> str:
+    """Our CPU time and resident set now, which init subtracts from the usage figures."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open("/proc/self/statm") as statm:
         rss_kb = int(statm.read().split()[1]) * (os.sysconf("SC_PAGESIZE") // 1024)
-    base = f"{float(wall_time)!r} base {usage.ru_utime + usage.ru_stime:.4f} {rss_kb} held?"
-    os.write(int(fd), base.encode())
-    reply = b""
-    while not reply.endswith(b"\n") and (chunk := os.read(int(fd), 64)):
-        reply += chunk
-    os.close(int(fd))
-    return [int(n) for n in reply.split()[1:]]
-
-
-def _die_of(signals: list[int]) -> None:
-    """A signal sent before the program started ends it before it starts, as it would have
-    ended an interpreter still starting up: by the signal, at once (raised here, it cannot
-    land unnoticed just before the program blocks)."""
-    for number in signals:
-        signal.signal(number, signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-
-
-def _write(path: str, content: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(content)
+    return f" base {usage.ru_utime + usage.ru_stime:.4f} {rss_kb}"
 
 
 def _plots(key: str) -> None:
@@ -126,13 +80,10 @@ def main() -> None:
     if os.environ.pop("EXECSTREAM_PRELOAD", "") == "1":
         _preload()
         os.write(1, READY)  # the server hands this container out only now
-    header = _read_header()
+    header = read_header()
     _plots(header.get("key") or "")
     path = header["file"]
-    _write(path, header["code"])
-    # The server checked the names: relative, no "..", from a safe set of characters.
-    for extra in header.get("files") or ():
-        _write(os.path.join(os.path.dirname(path), extra["name"]), extra["content"])
+    write_files(header)
 
     module = types.ModuleType("__main__")
     module.__file__ = path
@@ -143,7 +94,7 @@ def main() -> None:
 
     # Last before the program: init passes signals on from here (earlier ones were held),
     # so a Stop pressed at once interrupts the program, not this launcher.
-    _die_of(_start_watchdog(header["wall_time"]))
+    start(header["wall_time"], _baseline())
     try:
         exec(compile(header["code"], path, "exec", dont_inherit=True), module.__dict__)
     except SystemExit as exc:

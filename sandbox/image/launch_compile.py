@@ -13,7 +13,6 @@ container to end. Our exit status is the compiler's.
 """
 
 import io
-import json
 import os
 import shutil
 import signal
@@ -21,39 +20,9 @@ import subprocess
 import sys
 import tarfile
 
+from launchkit import read_header, start, write_files
+
 GO_CACHE = "/opt/execstream/gocache"
-
-
-def _read_exact(count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = os.read(0, count - len(data))
-        if not chunk:
-            raise EOFError("stdin closed before the program arrived")
-        data += chunk
-    return data
-
-
-def _read_header() -> dict:
-    line = b""
-    while not line.endswith(b"\n"):
-        line += _read_exact(1)
-    return json.loads(_read_exact(int(line)))
-
-
-def _start_watchdog(wall_time: float) -> None:
-    """Arm init's deadline through the pipe it gave us (none outside a container)."""
-    fd = os.environ.pop("EXECSTREAM_START_FD", None)
-    if fd is None:
-        return
-    os.write(int(fd), repr(float(wall_time)).encode())
-    os.close(int(fd))
-
-
-def _write(path: str, content: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(content)
 
 
 def _warm_go_cache() -> None:
@@ -65,14 +34,10 @@ def _warm_go_cache() -> None:
 
 def main() -> None:
     _warm_go_cache()
-    header = _read_header()
-    folder = os.path.dirname(header["file"])
-    _write(header["file"], header["code"])
-    # The server checked the names: relative, no "..", from a safe set of characters.
-    for extra in header.get("files") or ():
-        _write(os.path.join(folder, extra["name"]), extra["content"])
+    header = read_header()
+    folder = write_files(header)
     os.makedirs(header["out"], exist_ok=True)
-    _start_watchdog(header["wall_time"])
+    start(header["wall_time"])
     os.chdir(folder)
     argv = header["compile"]
     try:

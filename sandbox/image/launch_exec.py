@@ -14,42 +14,10 @@ from that, which leaves the folder's ``noexec`` in place.
 """
 
 import io
-import json
 import os
 import tarfile
 
-
-def _read_exact(count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = os.read(0, count - len(data))
-        if not chunk:
-            raise EOFError("stdin closed before the program arrived")
-        data += chunk
-    return data
-
-
-def _read_header() -> dict:
-    line = b""
-    while not line.endswith(b"\n"):
-        line += _read_exact(1)
-    return json.loads(_read_exact(int(line)))
-
-
-def _start_watchdog(wall_time: float) -> None:
-    """Arm init's run deadline through the pipe it gave us (none outside a container)."""
-    fd = os.environ.pop("EXECSTREAM_START_FD", None)
-    if fd is None:
-        return
-    # "exec": this process becomes the program, so init counts its memory from zero.
-    os.write(int(fd), repr(float(wall_time)).encode() + b" exec")
-    os.close(int(fd))
-
-
-def _write(path: str, content: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(content)
+from launchkit import read_exact, read_header, start, write_files
 
 
 def _unpack(data: bytes, folder: str) -> None:
@@ -74,16 +42,13 @@ def _exec(run: list, folder: str) -> None:
 
 
 def main() -> None:
-    header = _read_header()
-    artifact = _read_exact(header["artifact"]) if header.get("artifact") else b""
-    folder = os.path.dirname(header["file"])
-    _write(header["file"], header["code"])
-    # The server checked the names: relative, no "..", from a safe set of characters.
-    for extra in header.get("files") or ():
-        _write(os.path.join(folder, extra["name"]), extra["content"])
+    header = read_header()
+    artifact = read_exact(header["artifact"]) if header.get("artifact") else b""
+    folder = write_files(header)
     if artifact:
         _unpack(artifact, folder)
-    _start_watchdog(header["wall_time"])
+    # " exec": this process becomes the program, so init counts its memory from zero.
+    start(header["wall_time"], " exec")
     os.chdir(folder)
     _exec(header["run"], folder)
 
