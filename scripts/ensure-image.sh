@@ -9,7 +9,10 @@ IMAGE="${EXECSTREAM_IMAGE:-execstream-executor:latest}"
 BASE="debian:bookworm-slim"
 
 inputs_hash() {
-  cat Dockerfile.executor sandbox/image/* | sha256sum | cut -c1-16
+  # Files only: running the launchers outside a container (the local backend, its tests)
+  # leaves a __pycache__ folder beside them, which the image does not take.
+  find sandbox/image -maxdepth 1 -type f | LC_ALL=C sort | xargs cat Dockerfile.executor \
+    | sha256sum | cut -c1-16
 }
 
 ensure_base() {
