@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from sandbox.errors import RuntimeMissing
-from sandbox.languages import LANGUAGES, Language
+from sandbox.languages import Language
 from sandbox.model import Exit, Limits
 
 log = logging.getLogger(__name__)
@@ -112,18 +112,17 @@ def container_config(
     owner: str,
     runtime: Runtime,
     idle_seconds: float,
-    preload: bool = False,
     report_key: str = "",
 ) -> dict[str, Any]:
     """Everything that isolates one run. Each flag here is part of the security model.
 
-    ``preload`` has the Python launcher import matplotlib while it waits (launch.py);
-    ``report_key`` keys init's usage frame (init.c), which only init may know.
+    A ``preloaded`` language's launcher imports its slow libraries while it waits
+    (launch.py); ``report_key`` keys init's usage frame (init.c), which only init may know.
     """
     env = ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"]
     if report_key:
         env.append(f"EXECSTREAM_REPORT_KEY={report_key}")
-    if preload and language.launcher == LANGUAGES["python"].launcher:
+    if language.preloaded:
         env.append("EXECSTREAM_PRELOAD=1")
     return {
         "Image": image,

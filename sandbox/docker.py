@@ -53,7 +53,6 @@ PRELOAD_TIMEOUT = 60.0
 gVisor, more on a busy engine) before its container is given up."""
 PRELOAD_CONCURRENCY = 1
 """Warm Python containers importing matplotlib at once (a core's share each, at 0.5 CPU)."""
-"""Pauses before asking again whether an unexplained SIGKILL was the engine's OOM killer."""
 
 
 class DockerProcess:
@@ -366,16 +365,17 @@ class DockerBackend(Backend):
         """Create, attach and start a container, each step bounded by ``engine_timeout``,
         once the engine gate lets us (the wait for it is not bounded: a burst queues).
 
-        Only warm containers (``background``: the pool filling) preload matplotlib: a cold
-        run would wait for the import. A warm one joins the pool once its launcher says it
-        is done, so no run waits for an import either (a pool refilling after a quick
-        series of runs handed them out half-ready: first outputs of 300 to 500 ms)."""
-        if not (background and language.preloaded):
+        Only the pool makes ``preloaded`` containers (a cold run starts a plain one, see
+        ``Backend._ready``: it would wait for the import). One joins the pool once its
+        launcher says it is done, so no run waits for an import either (a pool refilling
+        after a quick series of runs handed them out half-ready: first outputs of 300 to
+        500 ms)."""
+        if not language.preloaded:
             async with self.engine.hold(background):
-                return await self._prepare(language, False)
+                return await self._prepare(language)
         async with self._preloading:
             async with self.engine.hold(background):
-                process = await self._prepare(language, True)
+                process = await self._prepare(language)
             # Outside the gate: the import is the container's work, not the engine's.
             await self._launcher_ready(process)
         return process
@@ -390,7 +390,7 @@ class DockerBackend(Backend):
                 raise BackendUnavailable(f"the launcher did not preload: {describe(exc)}") from exc
             raise
 
-    async def _prepare(self, language: Language, preload: bool) -> DockerProcess:
+    async def _prepare(self, language: Language) -> DockerProcess:
         config = container_config(
             self.image,
             language,
@@ -398,7 +398,6 @@ class DockerBackend(Backend):
             self.owner,
             self._runtime(),
             self.idle_seconds,
-            preload,
             report_key := secrets.token_hex(16),
         )
         try:
