@@ -194,7 +194,6 @@ static double read_wall_time(int fd, double max_wall, pid_t launcher, int *ask) 
     ssize_t n = read(fd, text, sizeof text - 1);
     if (n <= 0)
         return -1; /* closed without a message: no program started, the idle deadline holds */
-    base_oom_kills = oom_kills();
     *ask = strstr(text, "held?") != NULL;
     char *end;
     double wall = strtod(text, &end);
@@ -286,8 +285,10 @@ int main(int argc, char **argv) {
         if (start[0] >= 0 && fds[1].revents) {
             int ask = 0;
             double wall = read_wall_time(start[0], max_wall, launcher, &ask);
-            if (wall > 0)
+            if (wall > 0) { /* the program starts */
                 deadline = now() + wall + grace;
+                base_oom_kills = oom_kills();
+            }
             pass_held(start[0], launcher, ask);
             close(start[0]); /* one message: nothing written later can move the deadline */
             start[0] = -1;
