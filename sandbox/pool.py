@@ -340,7 +340,8 @@ class Pool:
             process = await self._prepare(language)
             # A moving average of start times: how far ahead the run rate must be met.
             lane.start_seconds += (loop.time() - began - lane.start_seconds) / 8
-            expires = loop.time() + self.lifetime if self.lifetime else float("inf")
+            # Counted from before the start: the sandbox's own idle clock began inside it.
+            expires = began + self.lifetime if self.lifetime else float("inf")
             lane.idle.append((expires, process))
             lane.failures = 0
             self.failing.discard(language.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiodocker
@@ -12,7 +13,7 @@ import pytest
 from sandbox import LANGUAGES, BackendUnavailable, RunRequest, Status
 from sandbox.container import LABEL, OWNER_LABEL, new_owner_id
 from sandbox.docker import DockerBackend
-from sandbox.languages import sandboxes
+from sandbox.languages import Language, sandboxes
 from server.config import Settings
 from tests.conftest import SUITE, engine_runtimes, managed_containers, wait_gone
 from tests.hanging_engine import HangingEngine
@@ -38,9 +39,9 @@ async def warm(request: pytest.FixtureRequest, settings: Settings):
     await backend.close()
 
 
-async def filled(backend: DockerBackend) -> None:
+async def filled(backend: DockerBackend, kinds: Sequence[Language] | None = None) -> None:
     async with asyncio.timeout(30):
-        while any(backend.pool.idle(lang) < backend.pool.target(lang) for lang in sandboxes()):
+        while any(backend.pool.idle(k) < backend.pool.target(k) for k in kinds or sandboxes()):
             await asyncio.sleep(0.05)
 
 
@@ -153,20 +154,25 @@ async def test_closing_while_the_pool_fills_leaves_nothing_behind(settings: Sett
 async def test_warm_containers_are_replaced_before_their_idle_time_ends(
     settings: Settings,
 ) -> None:
-    # Idle for 3 s at most: the pool hands a container out for 2 s, then replaces it.
+    # Idle for 6 s at most: the pool hands a container out for 5 s from its start, then
+    # replaces it (starting one takes about 2 s with the CPU busy).
     backend = DockerBackend(
-        settings.limits, settings.image, pool_size=1, owner=new_owner_id(SUITE), idle_seconds=3
+        settings.limits, settings.image, pool_size=1, owner=new_owner_id(SUITE), idle_seconds=6
     )
+    python = LANGUAGES["python"]
+
+    def idle_python() -> set[str]:
+        return {p.id for _, p in backend.pool._lanes[python.sandbox].idle}  # type: ignore[attr-defined]
+
     await backend.open()
     try:
         await filled(backend)
-        first = {p.id for lane in backend.pool._lanes.values() for _, p in lane.idle}  # type: ignore[attr-defined]
-        await asyncio.sleep(3.5)
+        first = idle_python()
+        await asyncio.sleep(6.5)
         for container_id in first:
             assert await wait_gone(container_id)
-        await filled(backend)
-        now = {p.id for lane in backend.pool._lanes.values() for _, p in lane.idle}  # type: ignore[attr-defined]
-        assert not first & now
+        await filled(backend, [python])
+        assert first and not first & idle_python()
         run = await backend.start(RunRequest("python", "print('fresh')"))
         done = await collect(run)
         assert run.warm and done.stdout == b"fresh\n" and done.result.status is Status.SUCCESS

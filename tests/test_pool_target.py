@@ -151,6 +151,28 @@ async def test_dead_idle_sandboxes_are_never_handed_out() -> None:
         await pool.close()
 
 
+async def test_a_sandbox_s_lifetime_counts_from_before_its_start() -> None:
+    # The sandbox's own idle clock starts inside it, while the pool still waits for it: a
+    # start that took 0.3 s of a 0.5 s lifetime leaves 0.2 s to hand it out, not 0.5 s.
+    async def slow(language: object) -> Process:
+        await asyncio.sleep(0.3)
+        return Idle()  # type: ignore[return-value]
+
+    pool = Pool(slow, 1, 1, lifetime=0.5)
+    pool.start()
+    try:
+        async with asyncio.timeout(5):
+            while pool.idle(PYTHON) < 1:
+                await asyncio.sleep(0.01)
+        first = pool._lanes[PYTHON.sandbox].idle[0][1]
+        await asyncio.sleep(0.25)
+        assert pool.take(PYTHON) is not first
+        await asyncio.sleep(0)
+        assert first.removed  # type: ignore[attr-defined]
+    finally:
+        await pool.close()
+
+
 # The engine gate ---------------------------------------------------------------------------
 
 
