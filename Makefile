@@ -49,7 +49,7 @@ postgres:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy server sandbox storage client
+	$(BIN)/mypy server sandbox storage client bench
 
 format: venv
 	$(BIN)/ruff format .

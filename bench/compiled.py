@@ -42,7 +42,7 @@ async def ready(backend: DockerBackend, language: str) -> None:
     """Wait until a warm compile and a warm run container are there."""
     lang = LANGUAGES[language]
     for _ in range(600):
-        if backend.pool.idle(lang) and backend.pool.idle(compiler(lang)):
+        if backend.warm.idle(lang) and backend.warm.idle(compiler(lang)):
             await asyncio.sleep(0.5)  # for the launchers to be waiting
             return
         await asyncio.sleep(0.1)

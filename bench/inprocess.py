@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from sandbox import LANGUAGES, Language, Limits, RunRequest, Status
+from sandbox import LANGUAGES, Language, Limits, Output, RunRequest, Status
 from sandbox.container import Runtime
 from sandbox.docker import DockerBackend, DockerProcess
 
@@ -53,11 +53,11 @@ async def series(
         ready[process.id] = time.perf_counter()
         return process
 
-    backend.pool._prepare = timed_prepare  # to learn each warm container's age
+    backend.warm._prepare = timed_prepare  # type: ignore[method-assign]  # to learn each warm container's age
     await backend.open()
     try:
         for _ in range(1200):  # at most 60 s for the pool to fill
-            if backend.pool.idle(LANGUAGES[language]) >= pool_size:
+            if backend.warm.idle(LANGUAGES[language]) >= pool_size:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(SETTLE_SECONDS)
@@ -80,7 +80,7 @@ async def _run(backend: DockerBackend, language: str, code: str, ready: dict[str
         process_id = run._process.id  # type: ignore[attr-defined]
         first: float | None = None
         async for output in run:
-            if first is None and output.stream == "stdout":
+            if first is None and isinstance(output, Output) and output.stream == "stdout":
                 first = time.perf_counter()
         result = await run.result()
     if first is None or result.status is not Status.SUCCESS:

@@ -13,13 +13,14 @@ from bench.engine import Engine, Phases
 from bench.machine import describe, load_average
 from bench.servers import Server, rss_bytes
 from bench.stats import ms, summary
-from sandbox import LANGUAGES
 from sandbox.container import Runtime
+from sandbox.languages import sandboxes
 from server.config import Settings
 
 HELLO = {"python": 'print("hello")', "javascript": 'console.log("hello")'}
 FLOOD = 'while True: print("x" * 100)'
-LAUNCHERS = len({language.launcher for language in LANGUAGES.values()})
+# Kinds of warm container a bench server keeps (it preloads, as by default).
+KINDS = len(sandboxes(preload=True))
 
 
 @dataclass(frozen=True)
@@ -256,10 +257,10 @@ async def idle_sessions(options: Options, warm: Target) -> dict[str, Any]:
 
 
 async def pool_full(engine: Engine, warm: Target, size: int, seconds: float = 60) -> None:
-    """Before a series: wait until the warm server's pool holds ``size`` containers per
-    launcher, then ``SETTLE_SECONDS`` for their launchers to be waiting."""
+    """Before a series: wait until the warm server's pool holds ``size`` containers of
+    each kind, then ``SETTLE_SECONDS`` for their launchers to be waiting."""
     deadline = time.monotonic() + seconds
-    while await engine.running(warm.server.owner) < size * LAUNCHERS:
+    while await engine.running(warm.server.owner) < size * KINDS:
         if time.monotonic() > deadline:
             say(f"warning: the pool did not fill within {seconds:.0f} s")
             return

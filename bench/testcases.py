@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             headers = {"Authorization": f"Bearer {server.token()}"}
             with httpx.Client(base_url=server.url, headers=headers, timeout=120) as client:
-                rows = {"separate": [], "tests": []}
+                rows: dict[str, list[Any]] = {"separate": [], "tests": []}
                 for _ in range(max(args.rounds, 1)):
                     time.sleep(3)  # the pool refills
                     rows["separate"].append(separate(client))

@@ -50,7 +50,7 @@ def header(
     init), so the program ends even when nobody is left to stop it. ``key`` marks the run's
     side-channel frames (plots, sandbox/sidechannel.py).
     """
-    fill = _filler(language, code, folder, launchers, files)
+    fill = filler(language, code, folder, launchers, files)
     body = {
         "file": language.file(folder, code),
         "code": code,
@@ -73,7 +73,7 @@ def compile_header(
     files: Sequence[SourceFile] = (),
 ) -> bytes:
     """The compile launcher's header (sandbox/image/launch_compile.py)."""
-    fill = _filler(language, code, folder, launchers, files)
+    fill = filler(language, code, folder, launchers, files)
     body = {
         "file": language.file(folder, code),
         "code": code,
@@ -90,7 +90,7 @@ def _frame(body: dict[str, Any]) -> bytes:
     return b"%d\n%s" % (len(data), data)
 
 
-def _filler(
+def filler(
     language: Language, code: str, folder: str, launchers: str, files: Sequence[SourceFile]
 ) -> Callable[[tuple[str, ...] | None], list[str] | None]:
     """Fills a command's placeholders (see sandbox/languages.py)."""
