@@ -1,15 +1,14 @@
 """A run in progress: live output, stdin, signals, and its result.
 
-``Run`` holds the policy every backend shares (wall time, the output cap, how a run's
-status is decided, cleanup); a backend only supplies a ``Process``, the seam to one
-sandboxed program.
+``Run`` holds the policy every backend shares (wall time, the output cap, stdin, cleanup;
+how its end reads is ``sandbox/verdict.py``); a backend only supplies a ``Process``, the
+seam to one sandboxed program.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -33,12 +32,12 @@ from sandbox.model import (
 )
 from sandbox.sidechannel import SideChannel
 from sandbox.utf8 import boundary, unfinished
+from sandbox.verdict import Ending, parse_usage
 
 log = logging.getLogger(__name__)
 
 _KILL_GRACE = 5.0  # seconds to wait for a killed process to be reported gone
 _DRAIN_GRACE = 1.0  # seconds for the last output to arrive once the process is gone
-CFS_PERIOD_SECONDS = 0.1  # the engine's CPU quota period (Docker's default with NanoCpus)
 
 
 class Run:
@@ -71,8 +70,8 @@ class Run:
         self._side = side_channel(process) if side_channel and not compile_stage else None
         self._images_left = images
         self.images_dropped = False
-        self._usage: dict[str, float] = {}
         self._cpus = cpus
+        self._ending = Ending()
         # Bytes of frames dropped past the image caps: bounded like output, or a program
         # could stream them for its whole wall time.
         self._side_budget = max(images, 1) * 4 * 1024 * 1024
@@ -80,8 +79,6 @@ class Run:
         self._chunks: deque[Output | Stage | Image] = deque()
         self._arrived = asyncio.Event()
         self._output_ended = False
-        self._stop_requested = False
-        self._signalled = False
         self._truncated = False
         # Input goes through one writer task, in order, so that a program not reading its
         # stdin never blocks whoever is sending it (a Stop must still get through).
@@ -103,7 +100,6 @@ class Run:
         marker = language.memory_error
         self._memory_marker = marker.encode() if marker else b""
         self._stderr_tail = b""
-        self._out_of_memory = False
         self._result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._supervise(), name=f"run-{self.id}")
 
@@ -183,7 +179,7 @@ class Run:
             raise ValueError(f"unsupported signal {name!r}; use one of {', '.join(SIGNALS)}")
         if self.done:
             return
-        self._signalled = True
+        self._ending.signalled = True
         await self._process.signal(name)
 
     async def kill(self) -> None:
@@ -191,7 +187,7 @@ class Run:
         sandbox cannot be signalled, it is removed, which stops the program too."""
         if self.done:
             return
-        self._stop_requested = True
+        self._ending.stop_requested = True
         try:
             await self._process.signal("SIGKILL")
         except Exception as exc:
@@ -288,9 +284,7 @@ class Run:
             note = f"the build is larger than {stage.artifact_bytes} bytes: it cannot be run"
         if note is None and exit_.exit_code == 0 and not build.complete:
             note = "the build did not arrive whole"
-        stopped = self._stop_requested or (
-            self._signalled and (exit_.signal is not None or exit_.exit_code != 0)
-        )
+        stopped = self._ending.stopped(exit_)
         if note is not None or stopped or exit_.exit_code != 0:
             if note is not None and not stopped:
                 self._emit(Output("stderr", f"execstream: {note}\n".encode()))
@@ -320,7 +314,7 @@ class Run:
             self._side = self._side_channel(self._process)
         self._started = time.monotonic()
         self._emit(Stage("run"))
-        if self._stop_requested:  # a Stop between the two stages
+        if self._ending.stop_requested:  # a Stop between the two stages
             await self._process.signal("SIGKILL")
         return True
 
@@ -370,17 +364,17 @@ class Run:
         finally:
             pump.cancel()
             exited.cancel()
+        ending = self._ending
+        ending.reports = bool(getattr(self._process, "report_key", ""))  # an init that reports
         return Result(
-            status=self._status(stop, exit_),
+            status=ending.status(stop, exit_),
             exit_code=exit_.exit_code,
             signal=exit_.signal,
             execution_time=round(elapsed, 4),
             output_truncated=self._truncated,
             compile_time=self._compile_time,
-            cpu_time=self._cpu_time(elapsed),
-            memory_peak=None
-            if "memory_peak" not in self._usage
-            else int(self._usage["memory_peak"]),
+            cpu_time=ending.cpu_time(self._cpus, elapsed),
+            memory_peak=ending.memory_peak(),
         )
 
     async def _until_end(
@@ -479,7 +473,7 @@ class Run:
         """Look for the language's out-of-memory message, also across two chunks."""
         seen = self._stderr_tail + data
         if self._memory_marker in seen:
-            self._out_of_memory = True
+            self._ending.out_of_memory = True
         self._stderr_tail = seen[-len(self._memory_marker) :]
 
     def _frames(self, data: bytes) -> bytes:
@@ -488,7 +482,7 @@ class Run:
         text, frames = self._side.feed(data)
         for frame in frames:
             if frame.kind == "usage":
-                self._usage = _usage(frame.payload)
+                self._ending.usage = parse_usage(frame.payload)
                 continue
             if frame.payload is not None and self._images_left > 0:
                 self._images_left -= 1
@@ -505,58 +499,6 @@ class Run:
         while await self._process.read() is not None:
             pass
         return None
-
-    def _cpu_time(self, elapsed: float) -> float | None:
-        """init's CPU time, at most what the CPU share allowed in ``elapsed``: the host's quota
-        gives ``cpus`` seconds a second, plus at most one period's worth at the start.
-        gVisor counts time the host throttled it as the program's (docs/security.md); under
-        runc the figure is already within the bound."""
-        used = self._usage.get("cpu_time")
-        if used is None or self._cpus is None:
-            return used
-        return round(min(used, self._cpus * (elapsed + CFS_PERIOD_SECONDS)), 4)
-
-    def _ended_from_outside(self, exit_: Exit) -> bool:
-        """Killed with everything in it, init included (it reported nothing), by nobody who
-        asked us. Under gVisor that is the host's OOM killer at the memory limit, and the
-        engine may tell of it late or not at all (CI saw C++ and JavaScript memory hogs end
-        as plain errors). Under runc init survives the program and counts the kills."""
-        reports = bool(getattr(self._process, "report_key", ""))  # an init that reports
-        asked = self._signalled or self._stop_requested
-        silent = reports and "cpu_time" not in self._usage
-        return exit_.signal == "SIGKILL" and silent and not asked
-
-    def _status(self, stop: Status | None, exit_: Exit) -> Status:
-        if stop is not None:
-            return stop
-        failed = exit_.signal is not None or exit_.exit_code != 0
-        oom = (
-            exit_.oom_killed
-            or self._usage.get("oom_kills", 0) > 0
-            or self._out_of_memory
-            or self._ended_from_outside(exit_)
-        )
-        if oom and failed:
-            return Status.MEMORY_LIMIT
-        # A program sent a signal on request that then dies of it, or fails (it may have been
-        # hit before its own handlers were up), was stopped; one that handles it and exits 0
-        # was not.
-        stopped = exit_.signal is not None or exit_.exit_code != 0
-        if self._stop_requested or (self._signalled and stopped):
-            return Status.KILLED
-        return Status.SUCCESS if exit_.exit_code == 0 else Status.ERROR
-
-
-def _usage(payload: bytes | None) -> dict[str, float]:
-    """init's figures: {"cpu_time": seconds, "memory_peak": bytes, "oom_kills": count};
-    empty when unreadable."""
-    try:
-        data = json.loads(payload or b"")
-        usage = {name: float(data[name]) for name in ("cpu_time", "memory_peak")}
-        usage["oom_kills"] = float(data.get("oom_kills", 0))
-        return usage
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return {}
 
 
 def _same_stream(chunk: Output | Stage | Image, stream: StreamName) -> bool:
