@@ -51,6 +51,12 @@ def parse(argv: list[str] | None) -> Options:
         default=defaults.runtime,
         help="container runtime (python -m bench.runtimes compares the two)",
     )
+    parser.add_argument(
+        "--core",
+        action="store_true",
+        help="the table's measurements only: no burst, balancer, languages or engines "
+        "(each has its own module and results file)",
+    )
     args = parser.parse_args(argv)
     return Options(
         runs=max(args.runs, 1),
@@ -63,6 +69,7 @@ def parse(argv: list[str] | None) -> Options:
         login_rounds=max(args.login_rounds, 1),
         breakdown_runs=max(args.breakdown_runs, 1),
         runtime=args.runtime,
+        core=args.core,
     )
 
 
@@ -88,6 +95,22 @@ async def sweep(owners: list[str]) -> int:
         await engine.close()
 
 
+def extras(options: Options, results: dict[str, object]) -> None:
+    """The measurements with a module and results file of their own, added to the report."""
+    say("a class burst (python -m bench.burst), under the default runtime and runc")
+    results["burst"] = asyncio.run(
+        burst.measure(["runsc", "runc"], list(burst.SIZES), burst.SINGLE_RUNS)
+    )
+    say("through nginx (python -m bench.balancer), two replicas against one directly")
+    results["balancer"] = balancer.run(balancer.Options(runtime=options.runtime))
+    say("every language's warm first output beside the raw engine (python -m bench.languages)")
+    results["languages"] = languages.measure(
+        options.runtime, list(languages.LANGUAGES), languages.RUNS
+    )
+    say("one Docker engine against two (python -m bench.engines)")
+    results["engines"] = asyncio.run(engines.measure(engines.CLIENTS, engines.SECONDS))
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     signal.signal(signal.SIGTERM, interrupted)
@@ -109,18 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(run(options, warm, cold))
         for server in servers:  # the class burst starts servers of its own
             server.stop()
-        say("a class burst (python -m bench.burst), under the default runtime and runc")
-        results["burst"] = asyncio.run(
-            burst.measure(["runsc", "runc"], list(burst.SIZES), burst.SINGLE_RUNS)
-        )
-        say("through nginx (python -m bench.balancer), two replicas against one directly")
-        results["balancer"] = balancer.run(balancer.Options(runtime=options.runtime))
-        say("every language's warm first output beside the raw engine (python -m bench.languages)")
-        results["languages"] = languages.measure(
-            options.runtime, list(languages.LANGUAGES), languages.RUNS
-        )
-        say("one Docker engine against two (python -m bench.engines)")
-        results["engines"] = asyncio.run(engines.measure(engines.CLIENTS, engines.SECONDS))
+        if not options.core:
+            extras(options, results)
         ok = True
     except KeyboardInterrupt:
         say("interrupted")

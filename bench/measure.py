@@ -39,6 +39,8 @@ class Options:
     runtime: Runtime = "runc"
     """Container runtime of the servers and the raw baseline (``python -m bench.runtimes``
     compares runc with runsc)."""
+    core: bool = False
+    """Only the measurements of the main table (``--core``)."""
 
 
 @dataclass(frozen=True)
