@@ -301,10 +301,12 @@ class ExecClient:
     async def send_signal(self, signal: SignalName = "SIGINT") -> None:
         await self.send(SignalMessage(type="signal", signal=signal))
 
-    async def prepare(self, language: str) -> None:
+    async def prepare(self, language: str, preload: bool = False) -> None:
         """Tell the server this client will run ``language``: it keeps a warm sandbox ready
-        for it while the socket is open. An unknown language comes back as an error frame."""
-        await self.send(PrepareMessage(type="prepare", language=language))
+        for it while the socket is open; with ``preload``, one that imported ahead what the
+        program imports (the language's ``preload_for`` matches it, as a plot's code does).
+        An unknown language comes back as an error frame."""
+        await self.send(PrepareMessage(type="prepare", language=language, preload=preload))
 
     # Frames ----------------------------------------------------------------------------------
 

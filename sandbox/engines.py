@@ -69,11 +69,12 @@ class EnginePools:
         """Launchers failing on an engine that is up (a lost engine's pool just waits)."""
         return set().union(*(e.backend.warm.failing for e in self._engines if not e.lost))
 
-    def demand(self, language_id: str, sessions: int) -> None:
+    def demand(self, language_id: str, sessions: int, preloaded: int = 0) -> None:
         """Sessions spread over the engines: each keeps ready its share of them."""
-        share = math.ceil(sessions / len(self._engines))
+        parts = len(self._engines)
+        share, preloaded_share = math.ceil(sessions / parts), math.ceil(preloaded / parts)
         for engine in self._engines:
-            engine.backend.warm.demand(language_id, share)
+            engine.backend.warm.demand(language_id, share, preloaded_share)
 
     def reserve(self, language: Language, count: int, seconds: float) -> int:
         granted = 0
@@ -100,7 +101,8 @@ class EnginesBackend(Backend):
     name = "docker"
 
     def __init__(self, backends: Sequence[DockerBackend], probe_seconds: float = 2.0) -> None:
-        super().__init__(backends[0].limits, pool_max=0)  # the engines' pools do the work
+        # The engines' pools do the work; they all preload or none does.
+        super().__init__(backends[0].limits, pool_max=0, preload=backends[0].preload)
         self.engines = [Engine(f"engine-{i}", b) for i, b in enumerate(backends)]
         self.pool = EnginePools(self.engines)
         self.probe_seconds = probe_seconds

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from sandbox.languages import LANGUAGES, Language, compiler, sandboxes
+from sandbox.languages import LANGUAGES, Language, compiler, preloading, sandboxes
 from sandbox.model import Process
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class PoolView(Protocol):
     def failing(self) -> set[str]:
         """Launchers (named by a language) whose last warm sandbox failed to start."""
 
-    def demand(self, language_id: str, sessions: int) -> None: ...
+    def demand(self, language_id: str, sessions: int, preloaded: int = 0) -> None: ...
 
     def reserve(self, language: Language, count: int, seconds: float) -> int: ...
 
@@ -177,10 +177,17 @@ class Pool:
 
     # Demand ---------------------------------------------------------------------------------
 
-    def demand(self, language_id: str, sessions: int) -> None:
+    def demand(self, language_id: str, sessions: int, preloaded: int = 0) -> None:
         """``sessions`` open editor sessions now have ``language_id`` chosen (a compiled
-        language wants a compile container ready too)."""
+        language wants a compile container ready too); ``preloaded`` of them hold a program
+        that starts sooner in a preloading container, kept for them when there are any."""
         language = LANGUAGES[language_id]
+        preloading_lane = (
+            self._lanes.get(preloading(language).sandbox) if language.preload_for else None
+        )
+        if preloading_lane is not None:
+            preloading_lane.sessions[language_id] = preloaded
+            sessions -= preloaded
         self._lanes[language.sandbox].sessions[language_id] = sessions
         if language.compile_stage is not None:
             self._lanes[compiler(language).sandbox].sessions[language_id] = sessions

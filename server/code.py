@@ -223,6 +223,7 @@ async def languages(request: Request) -> Response:
                 "limits": lang.run_limits.json(),
                 "compile_limits": lang.compile_limits.json() if lang.compile_stage else None,
                 "packages": list(lang.packages),
+                "preload_for": lang.preload_for if state.backend.preload else None,
                 "runtime": state.backend.runtime,
             }
             for lang in LANGUAGES.values()

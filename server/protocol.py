@@ -79,10 +79,13 @@ class SignalMessage(_Message):
 
 
 class PrepareMessage(_Message):
-    """The editor has ``language`` chosen: the server keeps a warm sandbox ready for it."""
+    """The editor has ``language`` chosen: the server keeps a warm sandbox ready for it;
+    with ``preload``, one that imported ahead what the program imports (the languages
+    endpoint's ``preload_for`` matches it: a plot)."""
 
     type: Literal["prepare"]
     language: str
+    preload: bool = False
 
 
 class AttachMessage(_Message):

@@ -163,8 +163,9 @@ class Services:
     def count_languages(self) -> None:
         """Tell the pool how many open sessions have each language chosen."""
         chosen = Counter(s.language for s in self.sessions if s.language is not None)
+        preloads = Counter(s.language for s in self.sessions if s.preload)
         for language in LANGUAGES:
-            self.backend.pool.demand(language, chosen[language])
+            self.backend.pool.demand(language, chosen[language], preloads[language])
 
     async def drain(self) -> None:
         """Stop every run, let each client hear how it ended, then close the sockets."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketState
 
 from sandbox import Image, SandboxError, SourceFile, Stage, Status, get_language
+from sandbox.languages import wants_preload
 from server.audit import audit
 from server.auth import TokenError, Tokens, bearer_token
 from server.errors import ProtocolError, describe
@@ -83,6 +84,8 @@ class Session:
         self.language: str | None = None
         """The language the editor has chosen (announced, or last run): the pool keeps a
         warm sandbox ready for each open session."""
+        self.preload = False
+        """Its program starts sooner in a preloading sandbox (it imports matplotlib)."""
         self._on_language = on_language
         self._relay: asyncio.Task[None] | None = None
         self._phase: Phase = "idle"
@@ -151,11 +154,10 @@ class Session:
 
     async def _handle(self, message: BaseModel) -> None:
         if isinstance(message, PrepareMessage):
-            self._choose(message.language)
+            self._choose(message.language, message.preload)
             return
         if isinstance(message, RunMessage):
             if await self._authorized():
-                self._choose(message.language)
                 self._start(message)
             return
         if isinstance(message, AttachMessage):
@@ -198,11 +200,12 @@ class Session:
             return False
         return True
 
-    def _choose(self, language_id: str) -> None:
-        """Note the session's language; an unknown one raises ``UnknownLanguage``."""
+    def _choose(self, language_id: str, preload: bool) -> None:
+        """Note the session's language, and whether its program wants a preloading
+        sandbox; an unknown language raises ``UnknownLanguage``."""
         language = get_language(language_id).id
-        if language != self.language:
-            self.language = language
+        if (language, preload) != (self.language, self.preload):
+            self.language, self.preload = language, preload
             self._on_language()
 
     # Running --------------------------------------------------------------------------------
@@ -219,6 +222,8 @@ class Session:
             save_history=message.save_history,
             files=tuple(SourceFile(f.name, f.content) for f in message.files or ()),
         )
+        language = get_language(spec.language)
+        self._choose(language.id, wants_preload(language, spec.code, spec.files))
         self.execution = None
         if message.tests is not None:
             self._phase = "testing"

@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.server import ServerProcess
-from tests.test_pool_demand import running, until
+from tests.test_pool_demand import PRELOADED, running, until
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -353,6 +353,32 @@ async def test_the_editor_announces_its_language_and_a_warm_container_waits_for_
         await until(lambda: _counts(owner, python=0, javascript=1))
         await page.close()  # the session ends: nothing is kept for it
         await until(lambda: _counts(owner, python=0, javascript=0))
+    finally:
+        server.stop()
+
+
+async def test_plot_code_in_the_editor_gets_a_container_that_imported_matplotlib(
+    page: Page, tmp_path: Path
+) -> None:
+    env = {
+        "EXECSTREAM_POOL_MIN": "0",
+        "EXECSTREAM_POOL_SHRINK_SECONDS": "1",
+        "EXECSTREAM_RUNTIME": "runc",
+    }
+    server = ServerProcess(tmp_path, **env).start()
+    try:
+        owner = server.owner
+
+        async def lanes(plain: int, preloaded: int) -> bool:
+            counts = (len(await running(owner, "python")), len(await running(owner, PRELOADED)))
+            return counts == (plain, preloaded)
+
+        await sign_up(page, server)
+        await until(lambda: lanes(1, 0))
+        await page.click("#plot-example")  # imports matplotlib.pyplot
+        await until(lambda: lanes(0, 1))
+        await page.click("#reset-example")  # hello world again
+        await until(lambda: lanes(1, 0))
     finally:
         server.stop()
 

@@ -29,6 +29,7 @@ class FakeEngine:
     def __init__(self, cpus: int = 2, idle: int = 0) -> None:
         self.limits = Settings().limits
         self.cpus = cpus
+        self.preload = False
         self.warm = FakePool(idle)
 
 

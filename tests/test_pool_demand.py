@@ -14,7 +14,7 @@ from client import ExecClient
 from sandbox import LANGUAGES
 from sandbox.container import IDLE_BYTES, LABEL, OWNER_LABEL, new_owner_id
 from sandbox.docker import DockerBackend
-from sandbox.languages import Language, sandboxes
+from sandbox.languages import Language, preloading, sandboxes
 from server.config import Settings
 from tests.conftest import SUITE
 from tests.server import ServerProcess
@@ -54,13 +54,17 @@ def started(tmp_path: Path, **env: str) -> Iterator[ServerProcess]:
 
 
 @contextlib.asynccontextmanager
-async def sessions(server: ServerProcess, token: str, count: int) -> AsyncIterator[None]:
+async def sessions(
+    server: ServerProcess, token: str, count: int, preload: bool = False
+) -> AsyncIterator[list[ExecClient]]:
     """``count`` editor sessions that announced Python, open for the block."""
     async with contextlib.AsyncExitStack() as stack:
+        clients = []
         for _ in range(count):
             client = await stack.enter_async_context(ExecClient(server.url, token))
-            await client.prepare("python")
-        yield
+            await client.prepare("python", preload)
+            clients.append(client)
+        yield clients
 
 
 async def test_the_pool_grows_with_announced_sessions_and_shrinks_after(tmp_path: Path) -> None:
@@ -74,6 +78,20 @@ async def test_the_pool_grows_with_announced_sessions_and_shrinks_after(tmp_path
             await asyncio.sleep(3)  # past the shrink delay: still six, the sessions are open
             assert len(await running(owner)) == 6
         await until(lambda: _count(owner, 1))  # back to the minimum once they left
+
+
+async def test_sessions_about_to_plot_get_preloaded_containers(tmp_path: Path) -> None:
+    env = {"EXECSTREAM_POOL_MIN": "1", "EXECSTREAM_POOL_SHRINK_SECONDS": "2"}
+    with started(tmp_path, **env) as server:
+        owner = server.owner
+        await until(lambda: _count(owner, 1, PRELOADED))
+        async with sessions(server, server.new_user()[1], 4, preload=True) as clients:
+            await until(lambda: _count(owner, 4, PRELOADED))
+            # A student who ran plain code again wants a plain container, not a preloaded one.
+            result = await clients[0].run("python", "print('no plot')")
+            assert result.status == "success"
+            await until(lambda: _count(owner, 3, PRELOADED))
+        await until(lambda: _count(owner, 1, PRELOADED))
 
 
 async def test_a_dead_idle_container_is_replaced_and_runs_stay_warm(tmp_path: Path) -> None:
@@ -177,8 +195,11 @@ async def test_reserve_adds_containers_within_the_budget_and_they_go_after(
         await backend.close()
 
 
-async def _count(owner: str, expected: int) -> bool:
-    return len(await running(owner)) == expected
+PRELOADED = preloading(LANGUAGES["python"]).lane
+
+
+async def _count(owner: str, expected: int, lane: str = "python") -> bool:
+    return len(await running(owner, lane)) == expected
 
 
 async def _replaced(owner: str, victim: str, survivor: str) -> bool:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from sandbox import LANGUAGES
 from sandbox.gate import Gate
-from sandbox.languages import compiler, sandboxes
+from sandbox.languages import compiler, preloading, sandboxes
 from sandbox.model import Process
 from sandbox.pool import Pool, allocate, wanted
 from server.config import Settings, explain
@@ -101,6 +101,28 @@ async def test_targets_follow_sessions_and_the_budget() -> None:
         assert pool.target(PYTHON) * 5 + pool.target(NODE) * 10 <= 200 and pool.target(NODE) == 7
         pool.demand("python", 0)
         assert pool.target(PYTHON) == 2
+    finally:
+        await pool.close()
+
+
+async def test_sessions_whose_program_plots_want_preloading_containers() -> None:
+    pool = Pool(made, 2, 64, kinds=sandboxes(preload=True))
+    pool.start()
+    try:
+        pool.demand("python", 12, preloaded=5)  # 5 of 12 editors import matplotlib
+        assert pool.target(PYTHON) == 7 and pool.target(preloading(PYTHON)) == 5
+        pool.demand("python", 12, preloaded=0)
+        assert pool.target(PYTHON) == 12 and pool.target(preloading(PYTHON)) == 2
+    finally:
+        await pool.close()
+
+
+async def test_without_preloading_every_session_wants_a_plain_container() -> None:
+    pool = Pool(made, 2, 64)  # no preloading kind (EXECSTREAM_PYTHON_PRELOAD=false)
+    pool.start()
+    try:
+        pool.demand("python", 12, preloaded=5)
+        assert pool.target(PYTHON) == 12
     finally:
         await pool.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 
 import httpx
@@ -404,6 +405,11 @@ def test_languages(server: ServerProcess, user) -> None:
     assert all(
         lang["examples"]["hello"] and lang["examples"]["input"] for lang in languages.values()
     )
+    # Which programs get a container that imported matplotlib ahead: the plot example does.
+    plots = re.compile(languages["python"]["preload_for"], re.MULTILINE)
+    assert plots.search(languages["python"]["examples"]["plot"])
+    assert not plots.search(languages["python"]["examples"]["hello"])
+    assert [id_ for id_, lang in languages.items() if lang["preload_for"]] == ["python"]
 
 
 def test_health_and_unknown_routes(server: ServerProcess) -> None:

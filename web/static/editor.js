@@ -2,7 +2,7 @@
 
 import { loadFiles, render as renderFiles, showEntry } from './files.js';
 import { storageGet, storageSet } from './format.js';
-import { startRun } from './run.js';
+import { announceIfChanged, startRun } from './run.js';
 import { $, darkScheme, findLanguage, state, storagePrefix } from './state.js';
 
 const MONACO_BASE = '/vendor/monaco-editor/min/vs';
@@ -101,6 +101,13 @@ function scheduleDraftSave() {
   draftTimer = setTimeout(saveDraft, 400);
 }
 
+// A program that starts or stops importing matplotlib wants another kind of warm sandbox.
+let preloadTimer = null;
+function schedulePreloadCheck() {
+  clearTimeout(preloadTimer);
+  preloadTimer = setTimeout(announceIfChanged, 500);
+}
+
 /** Saves the draft now (the page is going away). */
 export function flushDraft() {
   clearTimeout(draftTimer);
@@ -118,6 +125,7 @@ export function switchLanguage(languageId) {
   // One model at a time: TypeScript's service would otherwise see every open file as one program.
   state.model = state.monaco.editor.createModel(text, monacoLanguageFor(lang));
   state.model.onDidChangeContent(scheduleDraftSave);
+  state.model.onDidChangeContent(schedulePreloadCheck);
   // Java's entry file is named after its public class: the tab follows the code.
   state.model.onDidChangeContent(renderFiles);
   state.editor.setModel(state.model);

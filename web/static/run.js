@@ -10,7 +10,7 @@ import { loadHistory, markOpenedHistory } from './history.js';
 import { truncatedText } from './limits.js';
 import { forgetRunId, rememberRunId } from './reattach.js';
 import { RunSocket } from './socket.js';
-import { $, PROJECT_ID, darkScheme, state } from './state.js';
+import { $, PROJECT_ID, darkScheme, findLanguage, state } from './state.js';
 import { OutputTerminal } from './terminal.js';
 import {
   hideMessage,
@@ -57,8 +57,30 @@ export function ensureSocket() {
   });
 }
 
+/**
+ * Whether the program imports what its language loads ahead (a plot: the languages
+ * endpoint's `preload_for`): the server then keeps a sandbox ready that has imported it.
+ */
+function wantsPreload() {
+  const lang = findLanguage(state.language);
+  if (!lang || !lang.preload_for || !state.model) return false;
+  const pattern = new RegExp(lang.preload_for, 'm');
+  const texts = [state.model.getValue(), ...programFiles().map((file) => file.content)];
+  return texts.some((text) => pattern.test(text));
+}
+
+let announced = '';
+
 function sendPrepare() {
-  state.socket.send({ type: 'prepare', language: state.language });
+  const preload = wantsPreload();
+  announced = `${state.language}:${preload}`;
+  state.socket.send({ type: 'prepare', language: state.language, preload });
+}
+
+/** Tells the server again when the program started or stopped importing what it preloads. */
+export function announceIfChanged() {
+  if (!state.socket || !state.socket.isOpen || !state.language) return;
+  if (announced !== `${state.language}:${wantsPreload()}`) sendPrepare();
 }
 
 /**
