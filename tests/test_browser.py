@@ -282,6 +282,9 @@ async def test_a_deleted_account_is_sent_back_to_sign_in(page: Page, server: Ser
     await set_code(page, "python", "print('once')\n")
     await page.click("#run")
     await expect_status(page, "success")
+    # The page reloads its history after a run: let it, or that request (refused once the
+    # account is gone) would send the page to sign-in before the next run is tried.
+    await expect(page.locator("[data-testid=history-item]")).to_have_count(1)
     with sqlite3.connect(server.data_dir / "execstream.db") as db:
         db.execute("DELETE FROM users WHERE username = ?", (username,))
     # The socket is still open, but the next run is refused: the token's user is gone.
