@@ -154,6 +154,29 @@ class Engine:
             await asyncio.gather(*(self._remove(c, s) for c, s in started), return_exceptions=True)
         return times
 
+    async def together_first_byte(
+        self, language_id: str, code: str, count: int, settle: float = 3.0
+    ) -> list[float]:
+        """Header → first stdout byte on ``count`` containers started ahead, all given their
+        program at once (a class burst on warm containers, with no server)."""
+        language = LANGUAGES[language_id]
+        program = header(language, code, self.limits.wall_time, FOLDER, LAUNCHERS)
+        started: list[tuple[DockerContainer, Stream]] = []
+
+        async def one(stream: Stream) -> float:
+            t0 = time.perf_counter()
+            await stream.write_in(program)
+            await _first_stdout(stream, language_id)
+            return time.perf_counter() - t0
+
+        try:
+            async with asyncio.timeout(RUN_SECONDS):
+                await asyncio.gather(*(self._start(language, started) for _ in range(count)))
+                await asyncio.sleep(settle)
+                return list(await asyncio.gather(*(one(stream) for _, stream in started)))
+        finally:
+            await asyncio.gather(*(self._remove(c, s) for c, s in started), return_exceptions=True)
+
     async def _start(
         self, language: Language, started: list[tuple[DockerContainer, Stream]]
     ) -> None:
