@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.server import ServerProcess
-from tests.test_pool_demand import PRELOADED, running, until
+from tests.test_pool_demand import running, until
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -337,10 +338,9 @@ async def test_a_queued_run_says_how_many_are_ahead(page: Page, tmp_path: Path) 
         server.stop()
 
 
-async def test_the_editor_announces_its_language_and_a_warm_container_waits_for_it(
-    page: Page, tmp_path: Path
-) -> None:
-    # No minimum: every warm container is there because an open editor asked for it.
+@contextlib.contextmanager
+def demand_only(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server whose warm containers are all there because an open editor asked for them."""
     env = {
         "EXECSTREAM_POOL_MIN": "0",
         "EXECSTREAM_POOL_SHRINK_SECONDS": "1",
@@ -348,49 +348,49 @@ async def test_the_editor_announces_its_language_and_a_warm_container_waits_for_
     }
     server = ServerProcess(tmp_path, **env).start()
     try:
+        yield server
+    finally:
+        server.stop()
+
+
+def counts(owner: str, **lanes: int) -> Callable[[], Awaitable[bool]]:
+    """Whether each lane of the pool (``python_preloaded`` for ``python-preloaded``) holds
+    that many running containers."""
+
+    async def check() -> bool:
+        for lane, expected in lanes.items():
+            if len(await running(owner, lane.replace("_", "-"))) != expected:
+                return False
+        return True
+
+    return check
+
+
+async def test_the_editor_announces_its_language_and_a_warm_container_waits_for_it(
+    page: Page, tmp_path: Path
+) -> None:
+    with demand_only(tmp_path) as server:
         owner = server.owner
         assert not await running(owner, "python")
         await sign_up(page, server)  # the editor opens on Python, before any run
-        await until(lambda: _counts(owner, python=1, javascript=0))
+        await until(counts(owner, python=1, javascript=0))
         await page.select_option("#language", "javascript")
-        await until(lambda: _counts(owner, python=0, javascript=1))
+        await until(counts(owner, python=0, javascript=1))
         await page.close()  # the session ends: nothing is kept for it
-        await until(lambda: _counts(owner, python=0, javascript=0))
-    finally:
-        server.stop()
+        await until(counts(owner, python=0, javascript=0))
 
 
 async def test_plot_code_in_the_editor_gets_a_container_that_imported_matplotlib(
     page: Page, tmp_path: Path
 ) -> None:
-    env = {
-        "EXECSTREAM_POOL_MIN": "0",
-        "EXECSTREAM_POOL_SHRINK_SECONDS": "1",
-        "EXECSTREAM_RUNTIME": "runc",
-    }
-    server = ServerProcess(tmp_path, **env).start()
-    try:
+    with demand_only(tmp_path) as server:
         owner = server.owner
-
-        async def lanes(plain: int, preloaded: int) -> bool:
-            counts = (len(await running(owner, "python")), len(await running(owner, PRELOADED)))
-            return counts == (plain, preloaded)
-
         await sign_up(page, server)
-        await until(lambda: lanes(1, 0))
+        await until(counts(owner, python=1, python_preloaded=0))
         await page.click("#plot-example")  # imports matplotlib.pyplot
-        await until(lambda: lanes(0, 1))
+        await until(counts(owner, python=0, python_preloaded=1))
         await page.click("#reset-example")  # hello world again
-        await until(lambda: lanes(1, 0))
-    finally:
-        server.stop()
-
-
-async def _counts(owner: str, python: int, javascript: int) -> bool:
-    return (len(await running(owner, "python")), len(await running(owner, "javascript"))) == (
-        python,
-        javascript,
-    )
+        await until(counts(owner, python=1, python_preloaded=0))
 
 
 async def test_a_two_file_program_in_tabs(page: Page, server: ServerProcess) -> None:
