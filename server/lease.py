@@ -19,11 +19,10 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sandbox import Backend
-from server.periodic import Periodic
+from server.periodic import Pause, Periodic
 from storage import Database
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class Lease:
         await self.db.forget_instances(FORGET_AFTER)
         return removed, interrupted
 
-    async def _beat(self, pause: Callable[[float], Awaitable[bool]]) -> None:
+    async def _beat(self, pause: Pause) -> None:
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         next_sweep = renewed + self.sweep_every

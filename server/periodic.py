@@ -13,13 +13,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+Pause = Callable[[float], Awaitable[bool]]
+"""What a loop calls between two pieces of work: sleeps, and says whether to go on."""
+
 
 class Periodic:
     """Runs ``loop(pause)`` as a task; ``pause(seconds)`` sleeps and says whether to go on."""
 
-    def __init__(
-        self, loop: Callable[[Callable[[float], Awaitable[bool]]], Coroutine[Any, Any, None]]
-    ) -> None:
+    def __init__(self, loop: Callable[[Pause], Coroutine[Any, Any, None]]) -> None:
         self._loop = loop
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from server.periodic import Periodic
+from server.periodic import Pause, Periodic
 from storage import Database
 from storage.models import utc_now
 
@@ -51,7 +50,7 @@ class Retention:
     async def stop(self) -> None:
         await self._loop.stop()
 
-    async def _purge(self, pause: Callable[[float], Awaitable[bool]]) -> None:
+    async def _purge(self, pause: Pause) -> None:
         while True:
             try:
                 if deleted := await purge(self.db, days=self.days, per_user=self.per_user):

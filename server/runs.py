@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from sandbox.languages import get_language
 from sandbox.model import StreamName
 from server.audit import audit
 from server.metrics import Metrics, PoolStats
-from server.periodic import Periodic
+from server.periodic import Pause, Periodic
 from server.queue import Notify, RunQueue, ServerBusy
 from server.slots import SharedSlots
 from storage import Database
@@ -462,7 +462,7 @@ class RunService:
             run_id=execution.run.id,
         )
 
-    async def _save_progress(self, pause: Callable[[float], Awaitable[bool]]) -> None:
+    async def _save_progress(self, pause: Pause) -> None:
         """Save the output of running runs, all in one write, every ``checkpoint_seconds``.
 
         One task for all runs rather than a write per output chunk: the output path only
