@@ -3,10 +3,8 @@ what an idle one costs."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal as signals
 import socket
 import uuid
 from collections.abc import Mapping
@@ -14,7 +12,7 @@ from typing import Any, Literal
 
 from sandbox.errors import RuntimeMissing
 from sandbox.languages import Language
-from sandbox.model import Exit, Limits
+from sandbox.model import Limits
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +29,10 @@ INIT = f"{LAUNCHERS}/init"
 USER = "10001:10001"
 READY = b"\x06"
 """The byte our init writes to stdout once signals sent to it are no longer lost."""
+LINGER_SECONDS = 60.0
+"""Seconds a run container's init waits, its program ended and reported, for the server to
+remove it (init.c): the server removes it sooner, at its own pace (sandbox/remover.py); this
+only bounds what a server that died in between leaves running."""
 WATCHDOG_GRACE = 2.0
 """Seconds the init of a container gives a program past its wall time before it kills
 everything: the server stops it at its wall time; init is for when the server cannot."""
@@ -113,15 +115,19 @@ def container_config(
     runtime: Runtime,
     idle_seconds: float,
     report_key: str = "",
+    linger: float = 0,
 ) -> dict[str, Any]:
     """Everything that isolates one run. Each flag here is part of the security model.
 
     A ``preloaded`` language's launcher imports its slow libraries while it waits
-    (launch.py); ``report_key`` keys init's usage frame (init.c), which only init may know.
+    (launch.py); ``report_key`` keys init's usage frame (init.c), which only init may know;
+    with ``linger`` too, init reports the program's end in-band and waits to be removed.
     """
     env = ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"]
     if report_key:
         env.append(f"EXECSTREAM_REPORT_KEY={report_key}")
+    if report_key and linger:
+        env.append(f"EXECSTREAM_LINGER_SECONDS={linger:g}")
     if language.preloaded:
         env.append("EXECSTREAM_PRELOAD=1")
     return {
@@ -170,12 +176,3 @@ def container_config(
             "LogConfig": {"Type": "none"},  # output goes to the client, never to the disk
         },
     }
-
-
-def exit_from_code(code: int, oom_killed: bool) -> Exit:
-    """Our init, PID 1, exits with 128+N when the program died of signal N (and with 137,
-    SIGKILL, when its watchdog ended the container)."""
-    if code > 128:
-        with contextlib.suppress(ValueError):
-            return Exit(None, signals.Signals(code - 128).name, oom_killed)
-    return Exit(code, None, oom_killed)

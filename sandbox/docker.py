@@ -26,6 +26,7 @@ from sandbox.container import (
     IDLE_BYTES,
     LABEL,
     LAUNCHERS,
+    LINGER_SECONDS,
     OWNER_LABEL,
     PRELOAD_BYTES,
     READY,
@@ -33,16 +34,16 @@ from sandbox.container import (
     RuntimeChoice,
     choose_runtime,
     container_config,
-    exit_from_code,
     labels,
     new_owner_id,
 )
 from sandbox.errors import BackendUnavailable, RuntimeMissing
 from sandbox.files import SourceFile
 from sandbox.gate import Gate
-from sandbox.languages import LANGUAGES, Language
+from sandbox.languages import LANGUAGES, Language, is_compiler
 from sandbox.model import Exit, Limits, Output, Process
 from sandbox.remover import ENGINE_ERRORS, REMOVE_TIMEOUT, Remover, create_container, describe
+from sandbox.verdict import exit_from_code
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,14 @@ class DockerProcess:
         early: Output | None = None,
         lost: asyncio.Event | None = None,
         report_key: str = "",
+        lingers: bool = False,
     ) -> None:
         self.container = container
         self._lost = lost or asyncio.Event()
         self.report_key = report_key
         """Keys init's usage frame: only init, and we, know it."""
+        self.end_key = report_key if lingers else ""
+        """Keys init's end frame on stdout, when it reports the end in-band and lingers."""
         self._stream = stream
         self._early = early
         self._remover = remover
@@ -179,12 +183,17 @@ class DockerProcess:
         rest = self._early.data[len(READY) :]
         self._early = Output("stdout", rest) if rest else None
 
-    async def remove(self) -> None:
+    async def remove(self, ended: bool = False) -> None:
+        """``ended``: its init reported the end and lingers with nothing alive, so the
+        container goes later, when the engine has time (a burst's starts come first)."""
         if self._removed:
             return
         self._removed = self._killed = True
         with contextlib.suppress(Exception):
             await self._stream.close()
+        if ended and self.end_key:
+            self._remover.remove_later(self.container)
+            return
         await self._remover.remove(self.container)
 
 
@@ -247,7 +256,7 @@ class DockerBackend(Backend):
         self.engine_timeout = engine_timeout
         # A removal is off every run's path (its result is out before), and a busy engine
         # takes seconds to tear a container down: bounded loosely, it is slow, not failed.
-        self._remover = Remover(max(engine_timeout, REMOVE_TIMEOUT))
+        self._remover = Remover(max(engine_timeout, REMOVE_TIMEOUT), self.engine)
         self.url = docker_url
         """The engine's URL as configured (None: Docker's default); for the log only."""
         self._docker: aiodocker.Docker | None = None
@@ -391,6 +400,8 @@ class DockerBackend(Backend):
             raise
 
     async def _prepare(self, language: Language) -> DockerProcess:
+        # A compile container's end is its build on stdout (sandbox/build.py): no end frame.
+        linger = 0 if is_compiler(language) else LINGER_SECONDS
         config = container_config(
             self.image,
             language,
@@ -399,6 +410,7 @@ class DockerBackend(Backend):
             self._runtime(),
             self.idle_seconds,
             report_key := secrets.token_hex(16),
+            linger,
         )
         try:
             async with asyncio.timeout(self.engine_timeout):
@@ -422,7 +434,14 @@ class DockerBackend(Backend):
                 raise BackendUnavailable(f"cannot start a container: {describe(exc)}") from exc
             raise
         return DockerProcess(
-            container, stream, self._remover, self.engine_timeout, early, self.lost, report_key
+            container,
+            stream,
+            self._remover,
+            self.engine_timeout,
+            early,
+            self.lost,
+            report_key,
+            lingers=bool(linger),
         )
 
     async def owners(self) -> Counter[str]:

@@ -81,7 +81,7 @@ class LocalProcess:
             return Exit(None, signals.Signals(-code).name)
         return Exit(code, None)
 
-    async def remove(self) -> None:
+    async def remove(self, ended: bool = False) -> None:
         await self.signal("SIGKILL")
         await self._process.wait()
         for reader in self._readers:

@@ -142,5 +142,7 @@ class Process(Protocol):
     async def wait(self) -> Exit:
         """How the process ended; raises ``BackendUnavailable`` when that cannot be known."""
 
-    async def remove(self) -> None:
-        """Stop the program if needed and free everything it held; safe to call twice."""
+    async def remove(self, ended: bool = False) -> None:
+        """Stop the program if needed and free everything it held; safe to call twice.
+        ``ended``: the program is known to have ended, so the sandbox may go at the
+        backend's pace rather than now."""

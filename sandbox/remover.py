@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Coroutine
@@ -11,6 +12,8 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
+
+from sandbox.gate import Gate
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,12 @@ _RETRY_SECONDS = (1, 5, 30, 60)  # between tries to remove a container the engin
 
 REMOVE_TIMEOUT = 15.0
 """Seconds one removal may take before it is left to the retries."""
+LATER_SECONDS = 2.0
+"""Seconds a finished container waits before its removal begins: a class presses Run
+within a second or so, and tearing the first containers down while the others start made
+every later first output wait (bench/results/burst.md)."""
+LATER_MAX = 64
+"""Finished containers waiting at most; past that, removals begin at once."""
 
 
 class Remover:
@@ -32,11 +41,14 @@ class Remover:
     dead instances (it carries our owner label); its init has stopped it by then anyway.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, gate: Gate | None = None) -> None:
         self.timeout = timeout
         self.failed: dict[str, DockerContainer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._retrying: asyncio.Task[None] | None = None
+        self._gate = gate or Gate(1_000_000)
+        self._waiting = 0
+        self._closing = asyncio.Event()
 
     async def remove(self, container: DockerContainer) -> bool:
         """Whether the container is gone; if not, it is retried later."""
@@ -58,6 +70,23 @@ class Remover:
             return False
         self.failed.pop(container.id, None)
         return True
+
+    def remove_later(self, container: DockerContainer) -> None:
+        """Remove a container whose program has ended, once the engine has time: after a
+        pause, as background work of the engine's gate (starts that runs wait for go first)."""
+        self._spawn(self._remove_later(container))
+
+    async def _remove_later(self, container: DockerContainer) -> None:
+        self._waiting += 1
+        try:
+            if self._waiting <= LATER_MAX:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LATER_SECONDS):
+                        await self._closing.wait()
+        finally:
+            self._waiting -= 1
+        async with self._gate.hold(background=True):
+            await self.remove(container)
 
     def remove_when_made(self, creating: asyncio.Future[DockerContainer]) -> None:
         """For a create we stopped waiting for: remove the container if the engine makes it
@@ -87,6 +116,7 @@ class Remover:
 
     async def close(self) -> None:
         """One last bounded try for what is left; the rest goes to the sweep."""
+        self._closing.set()  # what waits to be removed later goes now
         if self._retrying is not None:
             self._retrying.cancel()
         pending = [task for task in self._tasks if task is not self._retrying]

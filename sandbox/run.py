@@ -68,6 +68,7 @@ class Run:
         # A side channel per sandbox, for its keys: the run stage's (not the compiler's).
         self._side_channel = side_channel
         self._side = side_channel(process) if side_channel and not compile_stage else None
+        self._end = self._end_channel(process) if self._side is not None else None
         self._images_left = images
         self.images_dropped = False
         self._cpus = cpus
@@ -231,8 +232,9 @@ class Run:
             self._arrived.set()
             if not self._result.done():  # cancelled: whoever waits must not hang
                 self._result.set_result(self._failure())
+            ended = self._ending.reported_exit() is not None
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._process.remove())
+                await asyncio.shield(self._process.remove(ended=ended))
             if self._cleanup is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._cleanup)
@@ -312,6 +314,7 @@ class Run:
             return False
         if self._side_channel is not None:
             self._side = self._side_channel(self._process)
+            self._end = self._end_channel(self._process)
         self._started = time.monotonic()
         self._emit(Stage("run"))
         if self._ending.stop_requested:  # a Stop between the two stages
@@ -346,6 +349,9 @@ class Run:
         try:
             stop = await self._until_end(pump, exited)
             elapsed = time.monotonic() - self._started
+            reported = self._ending.reported_exit() if stop is None else None
+            if reported is not None:
+                return self._result_of(stop, reported, elapsed)
             if stop is Status.OUTPUT_LIMIT:
                 # Past the cap nobody forwards output any more, but it must still be read: an
                 # engine whose output stream is not drained may hold up the kill and the exit.
@@ -364,6 +370,9 @@ class Run:
         finally:
             pump.cancel()
             exited.cancel()
+        return self._result_of(stop, exit_, elapsed)
+
+    def _result_of(self, stop: Status | None, exit_: Exit, elapsed: float) -> Result:
         ending = self._ending
         ending.reports = bool(getattr(self._process, "report_key", ""))  # an init that reports
         return Result(
@@ -382,14 +391,17 @@ class Run:
     ) -> Status | None:
         """Wait until the program ends, or a limit stops it (then that limit's status).
 
-        The end is the process's exit, not the end of its output: an engine may hold the
-        output open (Docker does while it still tries to deliver unread stdin).
+        The end is init's report in-band, when it sends one (then the output is all in), or
+        else the process's exit, not the end of its output: an engine may hold the output
+        open (Docker does while it still tries to deliver unread stdin).
         """
         try:
             async with asyncio.timeout(self._wall_time):
                 await asyncio.wait({pump, exited}, return_when=asyncio.FIRST_COMPLETED)
                 if pump.done() and (stop := pump.result()) is not None:
                     return stop
+                if pump.done() and self._ending.reported_exit() is not None:
+                    return None
                 await exited
         except TimeoutError:
             return Status.TIMEOUT
@@ -439,11 +451,13 @@ class Run:
         """
         budget = self._output_bytes
         held: dict[StreamName, bytes] = {"stdout": b"", "stderr": b""}
-        while (out := await self._process.read()) is not None:
+        while not self._ending.reported_exit() and (out := await self._process.read()) is not None:
             if out.stream == "stderr" and self._side is not None:
                 out = Output("stderr", self._frames(out.data))
                 if self._side_budget < 0:
                     return Status.OUTPUT_LIMIT
+            if out.stream == "stdout" and self._end is not None:
+                out = Output("stdout", self._end_frame(out.data))
             data = held[out.stream] + out.data
             whole = len(data) - unfinished(data)
             if whole > budget:
@@ -459,6 +473,8 @@ class Run:
                 self._emit(Output(out.stream, data[:whole]))
         if self._side is not None:
             held["stderr"] += self._side.flush()
+        if self._end is not None:
+            held["stdout"] += self._end.flush()
         # Bytes of a character the program never finished are its own output: send them.
         for stream, rest in held.items():
             if len(rest) > budget:
@@ -475,6 +491,19 @@ class Run:
         if self._memory_marker in seen:
             self._ending.out_of_memory = True
         self._stderr_tail = seen[-len(self._memory_marker) :]
+
+    @staticmethod
+    def _end_channel(process: Process) -> SideChannel | None:
+        """stdout's side channel: init's end frame, when it reports the end in-band."""
+        key = getattr(process, "end_key", "")
+        return SideChannel({key.encode(): "end"}, 0) if key else None
+
+    def _end_frame(self, data: bytes) -> bytes:
+        """Take init's end frame out of a chunk of stdout; the program's text is returned."""
+        assert self._end is not None
+        text, frames = self._end.feed(data)
+        self._ending.end_seen = self._ending.end_seen or bool(frames)
+        return text
 
     def _frames(self, data: bytes) -> bytes:
         """Take our frames out of a chunk of stderr; the program's own text is returned."""

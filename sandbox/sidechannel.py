@@ -80,6 +80,9 @@ class SideChannel:
                 self._buffer = self._buffer[1:]
                 continue
             self._buffer = self._buffer[len(MARK) + match.end() :]
+            if not length:  # nothing to wait for (init's end frame)
+                frames.append(Frame(kind, b"", 0))
+                continue
             self._frame = (kind, length, length)
             self._skipping = length > self._max_payload
         return b"".join(text), frames

@@ -7,7 +7,9 @@ the exit, and ``status`` decides once, for every backend and both stages.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal as signals
 from dataclasses import dataclass, field
 
 from sandbox.model import Exit, Status
@@ -29,6 +31,16 @@ class Ending:
     """A signal was sent on the user's request."""
     stop_requested: bool = False
     """The user pressed Stop (the run was killed)."""
+    end_seen: bool = False
+    """init's end frame came on stdout: with its usage frame, the end is known in-band."""
+
+    def reported_exit(self) -> Exit | None:
+        """The program's exit as init reported it in-band (its usage frame, then its end
+        frame: the last bytes of both streams), or None until both came. Out-of-memory kills
+        are in the usage figures."""
+        if not self.end_seen or "status" not in self.usage:
+            return None
+        return exit_from_code(int(self.usage["status"]), oom_killed=False)
 
     def stopped(self, exit_: Exit) -> bool:
         """Stopped on request: killed, or signalled and then failed or died of it (it may
@@ -78,12 +90,23 @@ class Ending:
 
 
 def parse_usage(payload: bytes | None) -> dict[str, float]:
-    """init's figures: {"cpu_time": seconds, "memory_peak": bytes, "oom_kills": count};
-    empty when unreadable."""
+    """init's figures: {"cpu_time": seconds, "memory_peak": bytes, "oom_kills": count,
+    "status": the launcher's exit status, when init sent it}; empty when unreadable."""
     try:
         data = json.loads(payload or b"")
         usage = {name: float(data[name]) for name in ("cpu_time", "memory_peak")}
         usage["oom_kills"] = float(data.get("oom_kills", 0))
+        if isinstance(data.get("status"), int):
+            usage["status"] = float(data["status"])
         return usage
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}
+
+
+def exit_from_code(code: int, oom_killed: bool) -> Exit:
+    """Our init, PID 1, exits with 128+N when the program died of signal N (and with 137,
+    SIGKILL, when its watchdog ended the container); it reports the same status in-band."""
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return Exit(None, signals.Signals(code - 128).name, oom_killed)
+    return Exit(code, None, oom_killed)

@@ -74,7 +74,7 @@ class Idle:
     def alive(self) -> bool:
         return self.live
 
-    async def remove(self) -> None:
+    async def remove(self, ended: bool = False) -> None:
         self.removed = True
 
 

@@ -27,6 +27,15 @@
  * environment only: we wipe it before the launcher starts, and being non-dumpable keeps
  * /proc/1/environ closed. Nothing of the program is alive when the frame is written.
  *
+ * Lingering (EXECSTREAM_LINGER_SECONDS, taken out of the environment like the key): once the
+ * usage frame is out, init writes an end frame with the same key on stdout, then waits, with
+ * nothing else left alive, until the server removes the container (or the linger time
+ * passes; then it exits with the launcher's status). The usage frame carries that status
+ * too, so the server learns the end from the two frames, the last bytes of each stream,
+ * without waiting for the container to exit: in a class burst, the engine's work of tearing
+ * down the first containers slowed the start of every later one (bench/results/burst.md);
+ * the server removes finished containers at a pace of its own instead.
+ *
  * The program runs under the same uid as we do, so it may send us signals, but as the init
  * of its pid namespace we only ever receive the ones we wait for, which we pass back to the
  * program (SIGKILL and SIGSTOP from inside never reach us). Being non-dumpable keeps it from
@@ -51,6 +60,7 @@
 #define START_FD 3
 
 static char report_key[65];
+static double linger = 0; /* seconds to wait after the end frame (0: exit at once) */
 static double base_cpu = -1;  /* seconds the launcher had used when the program started */
 static long base_rss_kb = 0;  /* its resident set then */
 static double used_cpu = 0;   /* seconds of every process reaped */
@@ -62,8 +72,16 @@ static long long base_oom_kills = 0; /* the cgroup's out-of-memory kills when it
 static int held[HELD_MAX];
 static int held_count = 0;
 
-/* Take the report key out of the environment, and out of memory the program could read. */
+/* Take the report key out of the environment, and out of memory the program could read;
+   the linger time out of the environment (the program has no use for it). */
 static void take_report_key(void) {
+    char *text = getenv("EXECSTREAM_LINGER_SECONDS");
+    if (text != NULL) {
+        char *end;
+        double value = strtod(text, &end);
+        linger = end != text && *end == '\0' && isfinite(value) && value > 0 ? value : 0;
+        unsetenv("EXECSTREAM_LINGER_SECONDS");
+    }
     char *key = getenv("EXECSTREAM_REPORT_KEY");
     if (key == NULL)
         return;
@@ -121,31 +139,57 @@ static void account(const struct rusage *ru) {
         peak_rss_kb = ru->ru_maxrss;
 }
 
-/* Stop and reap everything left, then write the usage frame (when a program started). */
-static void report_usage(void) {
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Write one whole side-channel frame (sandbox/sidechannel.py) to fd; whether it went. */
+static int write_frame(int fd, const char *kind, const char *body) {
+    char frame[320];
+    int total = snprintf(frame, sizeof frame, "\x1e" "execstream:%s:%s:%zu\n%s", report_key,
+                         kind, strlen(body), body);
+    return total > 0 && total < (int)sizeof frame && write(fd, frame, total) == total;
+}
+
+/* Stop and reap everything left, then write the usage frame with the launcher's status
+   (when a program started); whether it was written. */
+static int report_usage(int status) {
     struct rusage ru;
     kill(-1, SIGKILL);
     while (wait4(-1, NULL, 0, &ru) > 0)
         account(&ru);
     if (report_key[0] == '\0' || base_cpu < 0)
-        return;
+        return 0;
     double cpu = used_cpu - base_cpu;
     long long peak = (long long)(peak_rss_kb - base_rss_kb) * 1024;
     long long killed = oom_kills() - base_oom_kills;
-    char body[160], frame[288];
-    int size = snprintf(body, sizeof body,
-                        "{\"cpu_time\": %.4f, \"memory_peak\": %lld, \"oom_kills\": %lld}",
-                        cpu > 0 ? cpu : 0.0, peak > 0 ? peak : 0LL, killed > 0 ? killed : 0LL);
-    int total = snprintf(frame, sizeof frame, "\x1e" "execstream:%s:usage:%d\n%s", report_key,
-                         size, body);
-    if (total > 0 && total < (int)sizeof frame && write(STDERR_FILENO, frame, total) < 0)
-        perror("init: usage");
+    char body[192];
+    snprintf(body, sizeof body,
+             "{\"cpu_time\": %.4f, \"memory_peak\": %lld, \"oom_kills\": %lld, \"status\": %d}",
+             cpu > 0 ? cpu : 0.0, peak > 0 ? peak : 0LL, killed > 0 ? killed : 0LL, status);
+    if (write_frame(STDERR_FILENO, "usage", body))
+        return 1;
+    perror("init: usage");
+    return 0;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+/* After the report: the end frame on stdout, then wait with nothing alive until the
+   container is removed, a SIGTERM (`docker stop`), or the linger time; exit with status. */
+static int linger_then_exit(int signals, int status) {
+    if (!write_frame(STDOUT_FILENO, "end", ""))
+        return status;
+    double until = now() + linger;
+    for (double left; (left = until - now()) > 0;) {
+        struct pollfd fds = {signals, POLLIN, 0};
+        if (poll(&fds, 1, (int)ceil(left * 1000)) <= 0)
+            continue;
+        struct signalfd_siginfo info;
+        if (read(signals, &info, sizeof info) == sizeof info && info.ssi_signo == SIGTERM)
+            break;
+    }
+    return status;
 }
 
 static double seconds(const char *text, const char *name) {
@@ -301,7 +345,8 @@ int main(int argc, char **argv) {
         int status;
         if (info.ssi_signo == SIGCHLD) {
             if (reap(launcher, &status)) {
-                report_usage();
+                if (report_usage(status) && linger > 0)
+                    return linger_then_exit(signals, status);
                 return status;
             }
             continue;
