@@ -107,6 +107,7 @@ class DockerProcess:
         # A warm container may have died while it waited; writing to it would be lost.
         if not self.alive():
             raise ConnectionError("the container's stdin is closed")
+        self._remover.started()
         async with asyncio.timeout(self._timeout):
             await self._stream.write_in(header)
 

@@ -24,10 +24,12 @@ _RETRY_SECONDS = (1, 5, 30, 60)  # between tries to remove a container the engin
 
 REMOVE_TIMEOUT = 15.0
 """Seconds one removal may take before it is left to the retries."""
-LATER_SECONDS = 2.0
-"""Seconds a finished container waits before its removal begins: a class presses Run
-within a second or so, and tearing the first containers down while the others start made
-every later first output wait (bench/results/burst.md)."""
+LULL_SECONDS = 0.5
+"""A finished container is removed once no program has started for this long: a class
+presses Run within a second or so, and tearing the first containers down while the others
+start made every later first output wait (bench/results/burst.md)."""
+LATER_SECONDS = 10.0
+"""Seconds a finished container waits for a lull at most, under a steady stream of runs."""
 LATER_MAX = 64
 """Finished containers waiting at most; past that, removals begin at once."""
 
@@ -49,6 +51,7 @@ class Remover:
         self._gate = gate or Gate(1_000_000)
         self._waiting = 0
         self._closing = asyncio.Event()
+        self._last_start = 0.0
 
     async def remove(self, container: DockerContainer) -> bool:
         """Whether the container is gone; if not, it is retried later."""
@@ -71,17 +74,27 @@ class Remover:
         self.failed.pop(container.id, None)
         return True
 
+    def started(self) -> None:
+        """A program starts now: removals wait for a lull."""
+        self._last_start = asyncio.get_running_loop().time()
+
     def remove_later(self, container: DockerContainer) -> None:
-        """Remove a container whose program has ended, once the engine has time: after a
-        pause, as background work of the engine's gate (starts that runs wait for go first)."""
+        """Remove a container whose program has ended, once the engine has time: when no
+        program has started for a while, as background work of the engine's gate (starts
+        that runs wait for go first)."""
         self._spawn(self._remove_later(container))
 
     async def _remove_later(self, container: DockerContainer) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LATER_SECONDS
         self._waiting += 1
         try:
-            if self._waiting <= LATER_MAX:
+            while self._waiting <= LATER_MAX and not self._closing.is_set():
+                pause = min(self._last_start + LULL_SECONDS, deadline) - loop.time()
+                if pause <= 0:
+                    break
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(LATER_SECONDS):
+                    async with asyncio.timeout(pause):
                         await self._closing.wait()
         finally:
             self._waiting -= 1

@@ -63,8 +63,8 @@ async def test_no_container_serves_two_runs(warm: DockerBackend) -> None:
         ids.append(run._process.id)  # type: ignore[attr-defined]
         assert (await collect(run)).stdout == f"{n}\n".encode()
     assert len(set(ids)) == 5
-    for container_id in ids:
-        assert await wait_gone(container_id)
+    for container_id in ids:  # each goes after the remover's pause
+        assert await wait_gone(container_id, 20)
 
 
 async def test_javascript_and_typescript_share_node_containers(warm: DockerBackend) -> None:

@@ -208,7 +208,7 @@ async def test_pids_limit(backend: DockerBackend) -> None:
         assert done.stdout == b"forking\n"
         assert done.result.status in (Status.ERROR, Status.MEMORY_LIMIT), done.result
         assert done.result.execution_time < 10
-    assert await wait_gone(container, 10)
+    assert await wait_gone(container, 20)
 
 
 THREAD_LOOP = """

@@ -457,7 +457,48 @@ async def test_container_is_removed_after_each_run(backend: DockerBackend) -> No
     container_id = run._process.id  # type: ignore[attr-defined]
     assert container_id in await managed_containers()
     await collect(run)
-    assert await wait_gone(container_id)
+    # It goes after a pause (sandbox/remover.py): a class's other runs start first.
+    assert await wait_gone(container_id, 20)
+
+
+async def test_a_run_ends_with_its_program_and_leaves_nothing_running(
+    backend: DockerBackend,
+) -> None:
+    # A child in a session of its own, holding stdout open: the run still ends when the
+    # program does (init ends the rest, then reports), before its container goes.
+    source = code("""
+        import subprocess, sys
+        subprocess.Popen(["sleep", "300"], start_new_session=True, stdout=sys.stdout)
+        print("parent done")
+    """)
+    run = await backend.start(RunRequest("python", source))
+    container = backend.docker.containers.container(run._process.id)  # type: ignore[attr-defined]
+    done = await collect(run)
+    assert (done.result.status, done.stdout) == (Status.SUCCESS, b"parent done\n")
+    assert done.result.execution_time < 5
+    # The container waits to be removed, its init alone in it.
+    assert (await container.show())["State"]["Running"]
+    if backend.runtime == "runsc":
+        return  # `docker top` maps gVisor's own pids to the host's: it cannot tell
+    listing = await container.top()
+    commands = [" ".join(row) for row in listing["Processes"] or []]
+    assert len(commands) == 1 and "/opt/execstream/init " in commands[0], commands
+
+
+async def test_a_program_cannot_end_its_run_with_an_end_frame_of_its_own(
+    backend: DockerBackend,
+) -> None:
+    forged = "\\x1eexecstream:" + "ab" * 16 + ":end:0\\n"
+    source = code(f"""
+        import sys, time
+        sys.stdout.write("{forged}")
+        sys.stdout.flush()
+        time.sleep(0.5)
+        print("still running")
+    """)
+    done = await run_to_end(backend, "python", source)
+    assert done.result.status is Status.SUCCESS
+    assert done.stdout == b"\x1eexecstream:" + b"ab" * 16 + b":end:0\nstill running\n"
 
 
 async def test_close_mid_run_removes_the_container(backend: DockerBackend) -> None:

@@ -51,3 +51,17 @@ def test_a_mark_without_a_header_and_a_cut_frame() -> None:
     channel = SideChannel({KEY: "image"}, max_payload=10)
     text, frames = feed_all(channel, [frame(KEY, "image", b"12345")[:-2]])
     assert (text, frames) == (b"", [])
+
+
+def test_an_empty_frame_arrives_at_once_even_as_the_last_bytes() -> None:
+    # init's end frame on stdout: nothing follows it until the container is removed.
+    data = b"hello\n" + frame(KEY, "end", b"")
+    for size in (1, 5, len(data)):
+        channel = SideChannel({KEY: "end"}, max_payload=0)
+        text, frames = [], []
+        for i in range(0, len(data), size):
+            t, f = channel.feed(data[i : i + size])
+            text.append(t)
+            frames += f
+        assert b"".join(text) == b"hello\n"
+        assert [(f.kind, f.payload) for f in frames] == [("end", b"")]

@@ -59,3 +59,18 @@ def test_a_report_reads_as_numbers() -> None:
     usage = parse_usage(b'{"cpu_time": 0.25, "memory_peak": 1048576}')
     assert usage == {"cpu_time": 0.25, "memory_peak": 1048576.0, "oom_kills": 0.0}
     assert Ending(usage=usage).memory_peak() == 1048576
+
+
+def test_the_exit_is_known_in_band_once_both_frames_came() -> None:
+    usage = parse_usage(b'{"cpu_time": 0.1, "memory_peak": 4096, "oom_kills": 0, "status": 3}')
+    assert usage["status"] == 3
+    assert Ending(usage=usage).reported_exit() is None  # stdout may still be arriving
+    assert Ending(end_seen=True).reported_exit() is None  # no status: an older init
+    assert Ending(usage=usage, end_seen=True).reported_exit() == Exit(3, None)
+    died = usage | {"status": 128 + 9}
+    assert Ending(usage=died, end_seen=True).reported_exit() == Exit(None, "SIGKILL")
+
+
+def test_a_status_that_is_not_a_whole_number_is_left_out() -> None:
+    usage = parse_usage(b'{"cpu_time": 0.1, "memory_peak": 4096, "status": "0"}')
+    assert "status" not in usage
