@@ -26,12 +26,20 @@ SLACK = 4.0  # for the engine to see an exit on a loaded machine; never part of 
 
 
 async def containers_of(server_label: str) -> list[dict]:
-    """The state of every container a server process made (running or not)."""
+    """The state of every container a server process made (running or not), but those
+    removed between the listing and their reading (the server's own image check)."""
     async with aiodocker.Docker() as docker:
         found = await docker.containers.list(
             all=True, filters={"label": [f"{LABEL}=true", f"{OWNER_LABEL}={server_label}"]}
         )
-        return [(await c.show())["State"] | {"Id": c.id} for c in found]
+        states = []
+        for container in found:
+            try:
+                states.append((await container.show())["State"] | {"Id": container.id})
+            except aiodocker.DockerError as exc:
+                if exc.status != 404:
+                    raise
+        return states
 
 
 async def remove_containers_of(server_label: str) -> None:
