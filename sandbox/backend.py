@@ -322,6 +322,10 @@ class Backend(abc.ABC):
     async def health(self) -> dict[str, Any]:
         return {"backend": self.name, "ok": True}
 
+    def finishing(self) -> int:
+        """Sandboxes whose program has ended, waiting to be removed (at the backend's pace)."""
+        return 0
+
     async def owners(self) -> Counter[str]:
         """How many sandboxes each owner (a server instance id) has; none by default."""
         return Counter()

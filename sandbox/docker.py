@@ -445,6 +445,9 @@ class DockerBackend(Backend):
             lingers=bool(linger),
         )
 
+    def finishing(self) -> int:
+        return self._remover.finishing
+
     async def owners(self) -> Counter[str]:
         """How many managed containers each owner (an instance id) has on the engine."""
         async with asyncio.timeout(self.engine_timeout):  # the sweep must not hang with it

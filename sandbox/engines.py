@@ -259,6 +259,9 @@ class EnginesBackend(Backend):
             health["error"] = f"down: {', '.join(down)}"
         return {**health, "engines": engines}
 
+    def finishing(self) -> int:
+        return sum(engine.backend.finishing() for engine in self.engines)
+
     # Owners, for the sweep ------------------------------------------------------------------
 
     async def owners(self) -> Counter[str]:

@@ -52,6 +52,8 @@ class Remover:
         self._waiting = 0
         self._closing = asyncio.Event()
         self._last_start = 0.0
+        self.finishing = 0
+        """Finished containers handed to ``remove_later`` and not yet removed."""
 
     async def remove(self, container: DockerContainer) -> bool:
         """Whether the container is gone; if not, it is retried later."""
@@ -82,7 +84,12 @@ class Remover:
         """Remove a container whose program has ended, once the engine has time: when no
         program has started for a while, as background work of the engine's gate (starts
         that runs wait for go first)."""
-        self._spawn(self._remove_later(container))
+        self.finishing += 1
+        task = self._spawn(self._remove_later(container))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, _: asyncio.Task[Any]) -> None:
+        self.finishing -= 1
 
     async def _remove_later(self, container: DockerContainer) -> None:
         loop = asyncio.get_running_loop()

@@ -52,7 +52,11 @@ class Metrics:
     """The server's metrics, in a registry of their own (one per running server)."""
 
     def __init__(
-        self, *, queue_depth: Callable[[], int], pool_stats: PoolStats | None = None
+        self,
+        *,
+        queue_depth: Callable[[], int],
+        pool_stats: PoolStats | None = None,
+        finishing: Callable[[], int] | None = None,
     ) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.runs = Counter(
@@ -102,3 +106,10 @@ class Metrics:
         )
         if pool_stats is not None:
             registry.register(PoolCollector(pool_stats))
+        if finishing is not None:
+            self.finishing = Gauge(
+                "execstream_containers_finishing",
+                "Containers whose run has ended, waiting to be removed at a lull in starts",
+                registry=registry,
+            )
+            self.finishing.set_function(finishing)

@@ -245,7 +245,9 @@ class RunService:
         """Every run from its start until its record is final and its sandbox gone."""
         # Slots are taken before a run starts (starting takes a while) and freed when it ends.
         self.queue = RunQueue(max_runs, max_runs_per_user, queue_max, queue_per_user)
-        self.metrics = Metrics(queue_depth=self._queue_depth, pool_stats=pool_stats)
+        self.metrics = Metrics(
+            queue_depth=self._queue_depth, pool_stats=pool_stats, finishing=backend.finishing
+        )
         self._closing = False
         self._checkpoints = Periodic(self._save_progress)
 

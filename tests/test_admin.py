@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,6 +166,16 @@ def test_stats_and_metrics_count_the_runs_made(
     ]
     assert waits[0].value == 4
     assert "execstream_sessions_open" in families and "execstream_engine_errors" in families
+    # The runs' containers are removed at the next lull in starts: none is left waiting.
+    deadline = time.monotonic() + 20
+    while finishing(get(fresh, "/metrics", tokens["admin"]).text) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert finishing(get(fresh, "/metrics", tokens["admin"]).text) == 0
+
+
+def finishing(text: str) -> float:
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return families["execstream_containers_finishing"].samples[0].value
 
 
 def test_stats_days_are_validated(fresh: ServerProcess, tokens: dict[str, str]) -> None:

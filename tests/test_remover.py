@@ -104,3 +104,16 @@ async def test_closing_removes_what_waits_at_once() -> None:
     await asyncio.sleep(0.05)
     await asyncio.wait_for(gone.close(), LULL)
     assert sorted(removed) == ["a", "b"]
+
+
+async def test_finished_containers_are_counted_until_removed() -> None:
+    removed: list[str] = []
+    gone = Remover(5.0)
+    gone.started()
+    gone.remove_later(Container("a", removed))  # type: ignore[arg-type]
+    gone.remove_later(Container("b", removed))  # type: ignore[arg-type]
+    assert gone.finishing == 2
+    await seconds_until(removed, 2)
+    await asyncio.sleep(0)  # the tasks' done callbacks
+    assert gone.finishing == 0
+    await gone.close()
