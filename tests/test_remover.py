@@ -29,6 +29,15 @@ def short_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remover, "LATER_SECONDS", LATER)
 
 
+def just_started(names: str, removed: list[str]) -> Remover:
+    """A remover that has just seen a program start, then got finished containers ``names``."""
+    gone = Remover(5.0)
+    gone.started()
+    for name in names:
+        gone.remove_later(Container(name, removed))  # type: ignore[arg-type]
+    return gone
+
+
 async def seconds_until(removed: list[str], count: int) -> float:
     """Seconds from now until ``count`` containers were removed (a loaded machine may be
     late, never early)."""
@@ -42,9 +51,7 @@ async def seconds_until(removed: list[str], count: int) -> float:
 
 async def test_a_finished_container_goes_once_no_program_started_for_a_while() -> None:
     removed: list[str] = []
-    gone = Remover(5.0)
-    gone.started()
-    gone.remove_later(Container("a", removed))  # type: ignore[arg-type]
+    gone = just_started("a", removed)
     assert await seconds_until(removed, 1) >= LULL - 0.02
     # Long after the last start: nothing to wait for.
     gone.remove_later(Container("b", removed))  # type: ignore[arg-type]
@@ -54,9 +61,7 @@ async def test_a_finished_container_goes_once_no_program_started_for_a_while() -
 
 async def test_under_a_stream_of_starts_a_container_waits_at_most_a_while() -> None:
     removed: list[str] = []
-    gone = Remover(5.0)
-    gone.started()
-    gone.remove_later(Container("a", removed))  # type: ignore[arg-type]
+    gone = just_started("a", removed)
 
     async def starts() -> None:  # a start every 0.1 s: never a lull
         while True:
@@ -86,10 +91,7 @@ async def test_removals_wait_for_the_starts_a_run_waits_for() -> None:
 async def test_past_the_cap_removals_begin_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remover, "LATER_MAX", 2)
     removed: list[str] = []
-    gone = Remover(5.0)
-    gone.started()
-    for name in "abc":
-        gone.remove_later(Container(name, removed))  # type: ignore[arg-type]
+    gone = just_started("abc", removed)
     assert await seconds_until(removed, 1) < LULL
     assert removed == ["c"]
     await gone.close()
@@ -97,10 +99,7 @@ async def test_past_the_cap_removals_begin_at_once(monkeypatch: pytest.MonkeyPat
 
 async def test_closing_removes_what_waits_at_once() -> None:
     removed: list[str] = []
-    gone = Remover(5.0)
-    gone.started()
-    gone.remove_later(Container("a", removed))  # type: ignore[arg-type]
-    gone.remove_later(Container("b", removed))  # type: ignore[arg-type]
+    gone = just_started("ab", removed)
     await asyncio.sleep(0.05)
     await asyncio.wait_for(gone.close(), LULL)
     assert sorted(removed) == ["a", "b"]
@@ -108,10 +107,7 @@ async def test_closing_removes_what_waits_at_once() -> None:
 
 async def test_finished_containers_are_counted_until_removed() -> None:
     removed: list[str] = []
-    gone = Remover(5.0)
-    gone.started()
-    gone.remove_later(Container("a", removed))  # type: ignore[arg-type]
-    gone.remove_later(Container("b", removed))  # type: ignore[arg-type]
+    gone = just_started("ab", removed)
     assert gone.finishing == 2
     await seconds_until(removed, 2)
     await asyncio.sleep(0)  # the tasks' done callbacks
