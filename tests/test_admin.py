@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
@@ -146,8 +147,7 @@ def test_stats_and_metrics_count_the_runs_made(
         (today, "javascript"): 1,
     }
 
-    text = get(fresh, "/metrics", tokens["admin"]).text
-    families = {f.name: f for f in text_string_to_metric_families(text)}
+    families = scraped(fresh, tokens["admin"])
     runs = {
         (s.labels["language"], s.labels["status"]): s.value
         for s in families["execstream_runs"].samples
@@ -168,14 +168,19 @@ def test_stats_and_metrics_count_the_runs_made(
     assert "execstream_sessions_open" in families and "execstream_engine_errors" in families
     # The runs' containers are removed at the next lull in starts: none is left waiting.
     deadline = time.monotonic() + 20
-    while finishing(get(fresh, "/metrics", tokens["admin"]).text) and time.monotonic() < deadline:
+    while (left := finishing(fresh, tokens["admin"])) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert finishing(get(fresh, "/metrics", tokens["admin"]).text) == 0
+    assert left == 0
 
 
-def finishing(text: str) -> float:
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    return families["execstream_containers_finishing"].samples[0].value
+def scraped(server: ServerProcess, token: str) -> dict[str, Metric]:
+    """The server's metrics, by family name."""
+    text = get(server, "/metrics", token).text
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def finishing(server: ServerProcess, token: str) -> float:
+    return scraped(server, token)["execstream_containers_finishing"].samples[0].value
 
 
 def test_stats_days_are_validated(fresh: ServerProcess, tokens: dict[str, str]) -> None:
