@@ -67,8 +67,10 @@ class Run:
         self._output_bytes = output_bytes
         # A side channel per sandbox, for its keys: the run stage's (not the compiler's).
         self._side_channel = side_channel
-        self._side = side_channel(process) if side_channel and not compile_stage else None
-        self._end = self._end_channel(process) if self._side is not None else None
+        self._side: SideChannel | None = None
+        self._end: SideChannel | None = None
+        if not compile_stage:
+            self._watch(process)
         self._images_left = images
         self.images_dropped = False
         self._cpus = cpus
@@ -312,9 +314,7 @@ class Run:
             log.exception("the run stage of run %s (%s) did not start", self.id, self.language.id)
             self._result.set_result(self._failure())
             return False
-        if self._side_channel is not None:
-            self._side = self._side_channel(self._process)
-            self._end = self._end_channel(self._process)
+        self._watch(self._process)
         self._started = time.monotonic()
         self._emit(Stage("run"))
         if self._ending.stop_requested:  # a Stop between the two stages
@@ -492,11 +492,14 @@ class Run:
             self._ending.out_of_memory = True
         self._stderr_tail = seen[-len(self._memory_marker) :]
 
-    @staticmethod
-    def _end_channel(process: Process) -> SideChannel | None:
-        """stdout's side channel: init's end frame, when it reports the end in-band."""
+    def _watch(self, process: Process) -> None:
+        """Read the side channels of the run stage's sandbox: stderr's for plots and usage,
+        stdout's for init's end frame, when it reports the end in-band."""
+        if self._side_channel is None:
+            return
+        self._side = self._side_channel(process)
         key = getattr(process, "end_key", "")
-        return SideChannel({key.encode(): "end"}, 0) if key else None
+        self._end = SideChannel({key.encode(): "end"}, 0) if key else None
 
     def _end_frame(self, data: bytes) -> bytes:
         """Take init's end frame out of a chunk of stdout; the program's text is returned."""
